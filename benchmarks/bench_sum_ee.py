@@ -1,0 +1,63 @@
+"""asv benchmarks for ``sum-ee``: batch evaluation (the hot path), sampling, solver latency.
+
+Run: ``asv run --python=same --quick`` (or ``asv run --python=same`` for stable figures).
+Solver benchmarks pin one thread, as the runner does by default.
+"""
+
+import numpy as np
+
+from cfbench.registry import build_registry
+from cfbench.runner import limit_threads
+
+
+def _problem():
+    return build_registry().problem("sum-ee")
+
+
+class Evaluate:
+    params = (["5ap-10ue", "15ap-15ue"], [64, 1024])
+    param_names = ["scenario", "n_instances"]
+
+    def setup(self, scenario, n):
+        self.problem = _problem()
+        self.instances = self.problem.sample(scenario, n, seed=0)
+        p = self.instances.params
+        rng = np.random.default_rng(0)
+        self.decision = {"power_w": rng.uniform(0, p.ap_power_budget_w / p.n_ues, (n, p.n_ues, p.n_aps))}
+
+    def time_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+    def peakmem_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+
+class Sample:
+    params = (["5ap-10ue", "15ap-15ue"],)
+    param_names = ["scenario"]
+
+    def setup(self, scenario):
+        self.problem = _problem()
+
+    def time_sample_64(self, scenario):
+        self.problem.sample(scenario, 64, seed=1)
+
+
+class SolverLatency:
+    """One solve of one instance after setup and a warm-up, as the runner times it."""
+
+    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], ["sca", "multistart-pg", "best-uniform"])
+    param_names = ["scenario", "solver"]
+    timeout = 300
+
+    def setup(self, scenario, solver):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("sum-ee")
+        self.solver = registry.solvers[solver].cls()
+        self.solver.setup(self.problem, scenario)
+        self.instance = self.problem.sample(scenario, 1, seed=5)
+        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
+
+    def time_solve(self, scenario, solver):
+        self.solver.solve(self.instance)

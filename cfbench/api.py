@@ -1,0 +1,240 @@
+"""The objects every problem and solver speak: scenarios, instances, decisions, scores.
+
+Data flows one way::
+
+    scenario -> Problem.sample -> Instances -> Solver.solve -> Decision
+             -> Problem.evaluate -> Score -> result rows
+
+A *decision* is a plain ``dict`` mapping field names to arrays whose first axis
+is the instance axis. Each problem declares its fields with
+:class:`DecisionField` (name, per-instance shape, bounds), so the runner can
+reject malformed output generically: a K x L power matrix, a power vector,
+user and device powers, powers plus a binary association, clusters plus UL and
+DL powers are all just different field lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+#: Solver kinds, in the order the comparison table groups them.
+SOLVER_KINDS = ("baseline", "iterative", "learned", "reference")
+
+Decision = dict  # dict[str, np.ndarray], first axis = instance
+
+
+class CfbenchError(Exception):
+    """A user-facing error: printed as one line by the CLI, exit status 2."""
+
+
+@dataclass(frozen=True)
+class DecisionField:
+    """One named part of a decision.
+
+    ``shape`` is the per-instance shape (the batch axis is prepended).
+    ``lower`` / ``upper`` are scalars or the name of an instance array that
+    broadcasts against ``shape`` (e.g. a per-terminal maximum power).
+    ``binary`` fields must hold only 0 and 1 (e.g. an AP-UE association).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    lower: float | str | None = 0.0
+    upper: float | str | None = None
+    binary: bool = False
+    unit: str = ""
+    description: str = ""
+
+    def bound(self, which: str, instances: "Instances") -> np.ndarray | float | None:
+        value = self.lower if which == "lower" else self.upper
+        if isinstance(value, str):
+            arr = np.asarray(instances.arrays[value], dtype=float)
+            return arr.reshape(arr.shape + (1,) * (1 + len(self.shape) - arr.ndim))
+        return value
+
+
+@dataclass
+class Instances:
+    """A batch of problem instances: named arrays sharing a leading instance axis.
+
+    ``index`` holds each instance's position in its seeded stream, so
+    ``(problem, scenario, seed, index)`` identifies an instance on any machine.
+    """
+
+    problem: str
+    scenario: str
+    seed: int
+    index: np.ndarray
+    arrays: dict[str, np.ndarray]
+    params: Any = None  # the scenario's parameter dataclass
+
+    def __post_init__(self) -> None:
+        self.index = np.asarray(self.index, dtype=np.int64)
+        n = len(self.index)
+        for name, arr in self.arrays.items():
+            if np.shape(arr)[:1] != (n,):
+                raise ValueError(f"instance array {name!r} has leading size {np.shape(arr)[:1]}, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key) -> "Instances":
+        if isinstance(key, (int, np.integer)):
+            key = [int(key)]
+        return dataclasses.replace(
+            self, index=self.index[key], arrays={k: v[key] for k, v in self.arrays.items()}
+        )
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays")
+        if arrays is not None and name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+
+@dataclass
+class Score:
+    """What the judge says about a batch of decisions (all arrays have length n).
+
+    ``violation`` maps each constraint name to its non-negative violation
+    (0 means satisfied) in the constraint's own unit; ``metrics`` holds the
+    extra per-instance quantities the papers plot.
+    """
+
+    objective: np.ndarray
+    violation: dict[str, np.ndarray]
+    feasible: np.ndarray
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def max_violation(self) -> np.ndarray:
+        if not self.violation:
+            return np.zeros_like(self.objective, dtype=float)
+        return np.max(np.stack([np.asarray(v, float) for v in self.violation.values()]), axis=0)
+
+
+@dataclass
+class Solution:
+    """Optional richer return value of :meth:`Solver.solve`.
+
+    ``iterations`` (per instance) and ``trace`` (per instance, the solver's own
+    objective after each iteration) are recorded in the results; the objective
+    in the table always comes from the problem's evaluator.
+    """
+
+    decision: Decision
+    iterations: np.ndarray | None = None
+    trace: list[list[float]] | None = None
+
+
+class Problem:
+    """A problem family. Subclasses set the class attributes and implement
+    :meth:`scenario_params`, :meth:`decision_fields`, :meth:`sample_one` and
+    :meth:`evaluate`.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    #: objective sense; every problem in the suite maximises
+    sense: ClassVar[str] = "max"
+    objective_unit: ClassVar[str] = ""
+    #: named scenarios -> parameter dataclass instances
+    scenarios: ClassVar[Mapping[str, Any]]
+    default_scenario: ClassVar[str]
+    #: the paper's iterative method, the reference of the speed-up column
+    paper_iterative_solver: ClassVar[str | None] = None
+
+    def scenario_params(self, scenario: str) -> Any:
+        try:
+            return self.scenarios[scenario]
+        except KeyError:
+            raise CfbenchError(
+                f"unknown scenario {scenario!r} for problem {self.name!r}; "
+                f"valid: {', '.join(self.scenarios)}"
+            ) from None
+
+    def decision_fields(self, scenario: str) -> Sequence[DecisionField]:
+        raise NotImplementedError
+
+    def sample_one(self, params: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draw one instance (arrays without the batch axis) from ``rng``."""
+        raise NotImplementedError
+
+    def sample(self, scenario: str, n: int, seed: int = 0) -> Instances:
+        """``n`` instances; instance ``i`` is drawn from ``PCG64(SeedSequence([seed, i]))``,
+        so any prefix of a batch is the smaller batch, on every machine."""
+        params = self.scenario_params(scenario)
+        if n < 1:
+            raise CfbenchError(f"number of instances must be >= 1, got {n}")
+        draws = [
+            self.sample_one(params, np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i]))))
+            for i in range(n)
+        ]
+        arrays = {k: np.stack([d[k] for d in draws]) for k in draws[0]}
+        return Instances(self.name, scenario, seed, np.arange(n), arrays, params)
+
+    def evaluate(self, instances: Instances, decision: Decision) -> Score:
+        raise NotImplementedError
+
+    # -- generic validation used by the runner -------------------------------------
+    def check_decision(self, instances: Instances, decision: Any, atol: float = 1e-9) -> str | None:
+        """Return ``None`` if ``decision`` fits the declared fields, else a reason."""
+        if not isinstance(decision, Mapping):
+            return f"decision must be a mapping of field arrays, got {type(decision).__name__}"
+        n = len(instances)
+        for f in self.decision_fields(instances.scenario):
+            if f.name not in decision:
+                return f"missing decision field {f.name!r}"
+            try:
+                value = np.asarray(decision[f.name], dtype=float)
+            except (TypeError, ValueError):
+                return f"field {f.name!r} is not numeric"
+            if value.shape != (n, *f.shape):
+                return f"field {f.name!r} has shape {value.shape}, expected {(n, *f.shape)}"
+            if not np.all(np.isfinite(value)):
+                return f"field {f.name!r} has NaN or inf"
+            if f.binary and not np.all((value == 0) | (value == 1)):
+                return f"field {f.name!r} must be binary (0 or 1)"
+            lo, hi = f.bound("lower", instances), f.bound("upper", instances)
+            if lo is not None and np.any(value < np.asarray(lo) - atol * (1 + np.abs(lo))):
+                return f"field {f.name!r} below its lower bound"
+            if hi is not None and np.any(value > np.asarray(hi) + atol * (1 + np.abs(hi))):
+                return f"field {f.name!r} above its upper bound"
+        return None
+
+
+class Solver:
+    """A method. Subclasses set ``name``, ``kind``, ``problems`` and implement
+    :meth:`solve`. The harness owns timing, time limits and scoring (as in
+    benchopt): ``solve`` only maps instances to decisions.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    problems: ClassVar[tuple[str, ...]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def setup(self, problem: Problem, scenario: str) -> None:
+        """Called once per run before any solve (load weights, build DPP problems)."""
+        self.problem = problem
+        self.scenario = scenario
+
+    def solve(self, instances: Instances) -> Decision | Solution:
+        raise NotImplementedError
+
+    def supports(self, problem: str) -> bool:
+        return problem in self.problems
+
+
+def instance_rng(instances: Instances, i: int, stream: int) -> np.random.Generator:
+    """A reproducible generator for randomised solvers, keyed on the instance
+    identity and a solver-specific ``stream`` number."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([instances.seed, int(instances.index[i]), stream])))

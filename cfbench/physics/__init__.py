@@ -1,0 +1,21 @@
+"""Physics shared by every problem: units, geometry, large-scale fading.
+
+Written once here and reused; each function cites the model it implements.
+"""
+
+from cfbench.physics.units import db_to_linear, dbm_to_watt, linear_to_db, noise_power_w, watt_to_dbm
+from cfbench.physics.geometry import distances_3d_m, grid_positions_m, uniform_positions_m
+from cfbench.physics.large_scale import log_distance_gain, rayleigh_channels
+
+__all__ = [
+    "db_to_linear",
+    "dbm_to_watt",
+    "distances_3d_m",
+    "grid_positions_m",
+    "linear_to_db",
+    "log_distance_gain",
+    "noise_power_w",
+    "rayleigh_channels",
+    "uniform_positions_m",
+    "watt_to_dbm",
+]

@@ -1,0 +1,109 @@
+"""Results on disk and the comparison table.
+
+``results.parquet`` holds one row per (instance, solver); ``manifest.json``
+says how it was produced. The comparison table is always recomputed from the
+rows, so ``cfbench report DIR`` prints exactly what ``cfbench run`` printed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from cfbench.api import CfbenchError
+
+RESULTS_FILE = "results.parquet"
+MANIFEST_FILE = "manifest.json"
+FORMATS = ("text", "markdown", "csv", "json")
+INSTANCE_KEY = ["problem", "scenario", "seed", "instance"]
+
+
+def best_known(rows: pd.DataFrame) -> pd.Series:
+    """Best feasible objective per instance over every solver in ``rows`` (NaN if none)."""
+    feasible = rows[rows["feasible"]]
+    best = feasible.groupby(INSTANCE_KEY)["objective"].max().rename("best_known")
+    return rows.join(best, on=INSTANCE_KEY)["best_known"]
+
+
+def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None) -> pd.DataFrame:
+    """One line per solver, ranked by mean objective over its feasible rows.
+
+    Objective statistics and the gap use feasible rows only; ``feasible_%``
+    counts every row (errors, timeouts and invalid output count as infeasible).
+    ``gap_%`` is ``100 (best - J) / |best|`` against the best feasible value any
+    solver in the run reached on the same instance. ``speedup`` is the paper's
+    iterative solver's median latency divided by this solver's.
+    """
+    rows = rows.copy()
+    rows["best_known"] = best_known(rows)
+    rows["gap_pct"] = 100.0 * (rows["best_known"] - rows["objective"]) / rows["best_known"].abs()
+    lines = []
+    for solver, g in rows.groupby("solver", sort=False):
+        feas = g[g["feasible"]]
+        ok = g[g["status"] == "ok"]
+        lines.append({
+            "solver": solver,
+            "kind": g["kind"].iloc[0],
+            "n": len(g),
+            "ok_pct": 100.0 * len(ok) / len(g),
+            "feasible_pct": 100.0 * len(feas) / len(g),
+            "mean_objective": feas["objective"].mean(),
+            "median_objective": feas["objective"].median(),
+            "mean_max_violation": ok["max_violation"].mean(),
+            "mean_gap_pct": feas["gap_pct"].mean(),
+            "median_latency_ms": 1e3 * ok["latency_s"].median(),
+            "p95_latency_ms": 1e3 * ok["latency_s"].quantile(0.95),
+        })
+    table = pd.DataFrame(lines)
+    if paper_solver is not None and paper_solver in set(table["solver"]):
+        ref = table.loc[table["solver"] == paper_solver, "median_latency_ms"].iloc[0]
+        table["speedup"] = ref / table["median_latency_ms"]
+    else:
+        table["speedup"] = np.nan
+    has_feasible = table["feasible_pct"] > 0
+    table = table.assign(_has=has_feasible).sort_values(
+        ["_has", "mean_objective", "feasible_pct"], ascending=[False, False, False]
+    ).drop(columns="_has")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def status_summary(rows: pd.DataFrame) -> str:
+    """One line per solver with any non-ok row: counts per status and the first message."""
+    out = []
+    for solver, g in rows.groupby("solver", sort=False):
+        bad = g[g["status"] != "ok"]
+        if len(bad):
+            counts = ", ".join(f"{s} {c}" for s, c in bad["status"].value_counts().items())
+            out.append(f"{solver}: {counts} (first: {bad['message'].iloc[0]})")
+    return "\n".join(out)
+
+
+def format_table(table: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        return table.to_json(orient="records", indent=1)
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    return tabulate(table, headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g", missingval="-")
+
+
+def write_results(out_dir: Path, rows: pd.DataFrame, manifest: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / (RESULTS_FILE + ".tmp")
+    rows.to_parquet(tmp, index=False)
+    tmp.replace(out_dir / RESULTS_FILE)
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+
+
+def read_results(out_dir: Path) -> tuple[pd.DataFrame, dict]:
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise CfbenchError(f"no {RESULTS_FILE} in {str(out_dir)!r}; pass a folder written by 'cfbench run'")
+    manifest_path = Path(out_dir) / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    return pd.read_parquet(path), manifest

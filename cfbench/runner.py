@@ -1,0 +1,263 @@
+"""The runner: problem x scenario x solvers x seeded instances -> one row per (instance, solver).
+
+Each solver runs in its own worker process, one instance at a time, so the
+runner can time every solve (warm-up excluded), stop a solve that exceeds the
+time limit, and survive a solver that raises, hangs or crashes. Its output is
+validated against the problem's declared decision fields and scored by the
+problem's evaluator only; a solver's own claims are never used.
+
+Row status: ``ok`` (scored), ``error`` (raised or crashed), ``timeout``
+(exceeded ``timeout_s``), ``invalid`` (NaN, wrong shape, out of bounds, ...).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from cfbench.api import Instances, Problem, Solution, Solver
+
+STATUSES = ("ok", "error", "timeout", "invalid")
+
+#: Fixed seed of the warm-up instance, disjoint from user seeds by construction
+#: (``SeedSequence([seed, index])`` with a negative-free marker tuple).
+WARMUP_SEED = 2**31 - 1
+
+
+@dataclass
+class SolveOutcome:
+    status: str
+    message: str = ""
+    decision: dict | None = None
+    latency_s: float = float("nan")
+    iterations: float = float("nan")
+    trace: list[float] | None = None
+
+
+def limit_threads(threads: int) -> None:
+    """Pin BLAS/OpenMP and torch (if imported by the solver) to ``threads``."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    torch = __import__("sys").modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _unpack(out: Any) -> tuple[dict, float, list[float] | None]:
+    if isinstance(out, Solution):
+        iters = float(np.asarray(out.iterations).ravel()[0]) if out.iterations is not None else float("nan")
+        trace = [float(v) for v in out.trace[0]] if out.trace else None
+        return out.decision, iters, trace
+    return out, float("nan"), None
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instances: Instances,
+            warmup: Instances, threads: int) -> None:
+    """Child process: set up, warm up (untimed), then solve indices sent by the parent."""
+    limit_threads(threads)
+    try:
+        solver: Solver = solver_cls(**options)
+        solver.setup(problem, scenario)
+        try:
+            solver.solve(warmup)
+        except Exception:  # noqa: BLE001 - warm-up failures show up again on real instances
+            pass
+        limit_threads(threads)  # the solver may have imported torch during setup / warm-up
+    except Exception as exc:  # noqa: BLE001
+        conn.send(("setup_error", _short(exc), traceback.format_exc()))
+        return
+    conn.send(("ready",))
+    while True:
+        i = conn.recv()
+        if i is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            out = solver.solve(instances[i])
+            latency = time.perf_counter() - t0
+            decision, iters, trace = _unpack(out)
+            conn.send(("ok", i, decision, latency, iters, trace))
+        except Exception as exc:  # noqa: BLE001
+            conn.send(("error", i, _short(exc), time.perf_counter() - t0))
+
+
+class _WorkerHandle:
+    def __init__(self, ctx, solver_cls, options, problem, scenario, instances, warmup, threads):
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_worker,
+            args=(child, solver_cls, options, problem, scenario, instances, warmup, threads),
+            daemon=True,
+        )
+        self.proc.start()
+        child.close()
+
+    def receive(self, timeout_s: float | None):
+        """Next message, ``"timeout"`` or ``"died"``."""
+        try:
+            if not self.parent.poll(timeout_s):
+                return "timeout"
+            return self.parent.recv()
+        except (EOFError, OSError):
+            return "died"
+
+    def stop(self) -> None:
+        try:
+            self.parent.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=2)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.parent.close()
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Instances, *,
+              options: dict | None = None, timeout_s: float | None = None, threads: int = 1,
+              setup_timeout_s: float | None = None, on_solve: Callable[[], None] | None = None) -> list[SolveOutcome]:
+    """Solve every instance with one solver in an isolated worker; one outcome per instance.
+
+    A solve that exceeds ``timeout_s`` is killed and reported as ``timeout``;
+    the worker is restarted for the remaining instances. ``setup_timeout_s``
+    bounds setup plus the untimed warm-up (default: ``max(120, 10 * timeout_s)``).
+    """
+    ctx = _context()
+    warmup = problem.sample(scenario, 1, seed=WARMUP_SEED)
+    if setup_timeout_s is None and timeout_s is not None:
+        setup_timeout_s = max(120.0, 10.0 * timeout_s)
+    outcomes: list[SolveOutcome] = []
+    worker: _WorkerHandle | None = None
+    n = len(instances)
+    i = 0
+    try:
+        while i < n:
+            if worker is None:
+                worker = _WorkerHandle(ctx, solver_cls, options or {}, problem, scenario, instances, warmup, threads)
+                msg = worker.receive(setup_timeout_s)
+                if msg != ("ready",):
+                    if msg == "timeout":
+                        status, text = "timeout", f"setup and warm-up exceeded {setup_timeout_s:g} s"
+                    elif msg == "died":
+                        status, text = "error", f"worker died during setup (exit code {worker.proc.exitcode})"
+                    else:
+                        status, text = "error", f"setup failed: {msg[1]}"
+                    worker.kill()
+                    for _ in range(i, n):
+                        outcomes.append(SolveOutcome(status, text))
+                        if on_solve:
+                            on_solve()
+                    return outcomes
+            worker.parent.send(i)
+            msg = worker.receive(timeout_s)
+            if msg == "timeout":
+                outcomes.append(SolveOutcome("timeout", f"exceeded {timeout_s:g} s", latency_s=float(timeout_s)))
+                worker.kill()
+                worker = None
+            elif msg == "died":
+                outcomes.append(SolveOutcome("error", f"worker died (exit code {worker.proc.exitcode})"))
+                worker.kill()
+                worker = None
+            elif msg[0] == "error":
+                outcomes.append(SolveOutcome("error", msg[2], latency_s=msg[3]))
+            else:
+                _, _, decision, latency, iters, trace = msg
+                outcomes.append(SolveOutcome("ok", "", decision, latency, iters, trace))
+            i += 1
+            if on_solve:
+                on_solve()
+    finally:
+        if worker is not None:
+            worker.stop()
+    return outcomes
+
+
+def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> pd.DataFrame:
+    """Validate decisions against the declared fields, evaluate the valid ones in one
+    vectorised call, and return one row per instance (without run identifiers)."""
+    n = len(instances)
+    rows = [
+        {
+            "instance": int(instances.index[i]),
+            "status": o.status,
+            "message": o.message,
+            "objective": np.nan,
+            "max_violation": np.nan,
+            "feasible": False,
+            "latency_s": o.latency_s,
+            "iterations": o.iterations,
+            "trace": o.trace,
+        }
+        for i, o in enumerate(outcomes)
+    ]
+    valid: list[int] = []
+    for i, o in enumerate(outcomes):
+        if o.status != "ok":
+            continue
+        reason = problem.check_decision(instances[i], o.decision)
+        if reason:
+            rows[i]["status"], rows[i]["message"] = "invalid", reason
+        else:
+            valid.append(i)
+    if valid:
+        fields = [f.name for f in problem.decision_fields(instances.scenario)]
+        batch = {k: np.concatenate([np.asarray(outcomes[i].decision[k], dtype=float) for i in valid]) for k in fields}
+        score = problem.evaluate(instances[valid], batch)
+        max_violation = score.max_violation
+        for j, i in enumerate(valid):
+            objective = float(score.objective[j])
+            rows[i]["objective"] = objective
+            rows[i]["max_violation"] = float(max_violation[j])
+            rows[i]["feasible"] = bool(score.feasible[j]) and np.isfinite(objective)
+            for name, v in score.violation.items():
+                rows[i][f"viol_{name}"] = float(v[j])
+            for name, v in score.metrics.items():
+                rows[i][f"metric_{name}"] = float(v[j])
+    assert len(rows) == n
+    return pd.DataFrame(rows)
+
+
+def run(registry, problem_name: str, scenario: str, solver_names: list[str], *, n_instances: int,
+        seed: int = 0, timeout_s: float | None = None, threads: int = 1,
+        on_solve: Callable[[], None] | None = None) -> Iterator[pd.DataFrame]:
+    """Yield one scored DataFrame per solver, in order, so callers can save as they go."""
+    problem = registry.problem(problem_name)
+    problem.scenario_params(scenario)
+    instances = problem.sample(scenario, n_instances, seed)
+    for name in solver_names:
+        provided = registry.solvers[name]
+        outcomes = solve_all(problem, scenario, provided.cls, instances, timeout_s=timeout_s,
+                             threads=threads, on_solve=on_solve)
+        frame = score_outcomes(problem, instances, outcomes)
+        frame.insert(0, "problem", problem_name)
+        frame.insert(1, "scenario", scenario)
+        frame.insert(2, "seed", seed)
+        frame.insert(4, "solver", name)
+        frame.insert(5, "kind", provided.cls.kind)
+        frame["threads"] = threads
+        yield frame

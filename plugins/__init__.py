@@ -1,0 +1,1 @@
+"""Solver plugins shipped with cfbench (installed as ``cfbench.plugins``)."""

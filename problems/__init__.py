@@ -1,0 +1,1 @@
+"""Problem families shipped with cfbench (installed as ``cfbench.problems``)."""

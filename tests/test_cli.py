@@ -1,0 +1,82 @@
+"""The CLI contract: --help everywhere, one-line errors with exit status 2, files written by run."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+REQUIRED_COLUMNS = {"problem", "scenario", "seed", "instance", "solver", "kind", "status", "objective",
+                    "max_violation", "feasible", "latency_s"}
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["run"], ["report"]])
+def test_help_on_every_command(command):
+    res = run_cli(*command, "--help")
+    assert res.returncode == 0
+    assert "usage: cfbench" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, must_mention",
+    [
+        (["run", "--problem", "nope"], ["'nope'", "sum-ee"]),
+        (["run", "--problem", "sum-ee", "--scenario", "huge"], ["'huge'", "5ap-10ue", "tiny"]),
+        (["run", "--problem", "sum-ee", "--solvers", "equal,magic"], ["'magic'", "sca", "all"]),
+        (["run", "--problem", "sum-ee", "--instances", "zero"], ["'zero'"]),
+        (["run", "--problem", "sum-ee", "--instances", "-3"], ["'-3'"]),
+        (["run", "--problem", "sum-ee", "--timeout", "nan"], ["'nan'"]),
+        (["run", "--problem", "sum-ee", "--seed", "x"], ["'x'"]),
+        (["report", "/definitely/not/here"], ["/definitely/not/here"]),
+        (["report", ".", "--format", "xml"], ["'xml'", "markdown"]),
+        (["frobnicate"], ["'frobnicate'", "run"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, must_mention):
+    res = run_cli(*args)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("cfbench: error: ")
+    assert "Traceback" not in res.stderr
+    for text in must_mention:
+        assert text in lines[0]
+
+
+def test_list_shows_problems_scenarios_and_solvers():
+    res = run_cli("list")
+    assert res.returncode == 0, res.stderr
+    for text in ("sum-ee", "10ap-10ue (default)", "tiny", "sca", "iterative", "multistart-pg", "reference",
+                 "sum_ee_baselines (cfbench)"):
+        assert text in res.stdout
+
+
+def test_run_writes_results_manifest_and_report_reproduces_table(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal,nearest-ap",
+                  "--instances", "3", "--seed", "7", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "results.parquet")
+    assert REQUIRED_COLUMNS <= set(rows.columns)
+    assert len(rows) == 6 and set(rows["status"]) == {"ok"}
+    assert set(rows["seed"]) == {7} and sorted(set(rows["instance"])) == [0, 1, 2]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scenario_parameters"]["n_ues"] == 3
+    assert manifest["threads"] == 1 and manifest["versions"]["numpy"]
+    assert "cfbench run --problem sum-ee" in manifest["command"]
+    table_lines = [l for l in res.stdout.splitlines() if l.strip().startswith(("1 ", "2 "))]
+    assert len(table_lines) == 2
+    rep = run_cli("report", str(out))
+    assert rep.returncode == 0
+    for line in table_lines:
+        assert line in rep.stdout
+    md = run_cli("report", str(out), "--format", "markdown")
+    assert md.stdout.startswith("| ")
+    csv = run_cli("report", str(out), "--format", "csv")
+    assert csv.stdout.splitlines()[0].startswith("rank,solver,kind")
+    js = json.loads(run_cli("report", str(out), "--format", "json").stdout)
+    assert {r["solver"] for r in js} == {"equal", "nearest-ap"}
+    again = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal", "--instances", "1",
+                    "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr

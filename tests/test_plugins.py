@@ -1,0 +1,72 @@
+"""Third-party plugins: discovered through entry points, contained when broken, scored like built-ins."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import FIXTURE_PLUGIN, ROOT, run_cli
+
+
+def test_external_plugin_appears_in_list_with_its_distribution(plugin_path):
+    res = run_cli("list", plugin_path=plugin_path)
+    assert res.returncode == 0, res.stderr
+    line = next(l for l in res.stdout.splitlines() if l.startswith("strongest-link"))
+    assert "baseline" in line and "sum-ee" in line and "example (cfbench-example-plugin)" in line
+    # a plugin that fails to import is named, the rest still loads
+    assert "plugin 'broken' from cfbench-example-plugin failed to load: ModuleNotFoundError" in res.stderr
+    # a duplicate name is named and ignored; the built-in keeps it
+    assert "plugin 'faulty': solver name 'equal' already provided by plugin 'sum_ee_baselines'" in res.stderr
+    equal_line = next(l for l in res.stdout.splitlines() if l.startswith("equal "))
+    assert "sum_ee_baselines (cfbench)" in equal_line
+
+
+def test_external_plugin_runs_in_all(plugin_path, tmp_path):
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "all", "--instances", "3",
+                  "--timeout", "20", "--out", str(tmp_path / "all"), plugin_path=plugin_path)
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(tmp_path / "all" / "results.parquet")
+    ours = rows[rows["solver"] == "strongest-link"]
+    assert list(ours["status"]) == ["ok"] * 3 and ours["feasible"].all()
+    assert {"equal", "sca", "strongest-link", "raises"} <= set(rows["solver"])
+
+
+def test_faulty_solvers_get_statuses_and_other_rows_survive(plugin_path, tmp_path):
+    out = tmp_path / "faulty"
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny",
+                  "--solvers", "equal,raises,hangs,returns-nan,wrong-shape,strongest-link",
+                  "--instances", "4", "--timeout", "3", "--out", str(out), plugin_path=plugin_path)
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "results.parquet")
+    status = {s: list(g.sort_values("instance")["status"]) for s, g in rows.groupby("solver")}
+    assert status["raises"] == ["ok", "error", "ok", "ok"]
+    assert status["hangs"] == ["timeout", "ok", "ok", "ok"]
+    assert status["returns-nan"] == ["ok", "ok", "invalid", "ok"]
+    assert status["wrong-shape"] == ["invalid"] * 4
+    assert status["equal"] == ["ok"] * 4 and status["strongest-link"] == ["ok"] * 4
+    msg = rows.set_index(["solver", "instance"])["message"]
+    assert "deliberate failure on instance 1" in msg[("raises", 1)]
+    assert "NaN" in msg[("returns-nan", 2)] and "shape" in msg[("wrong-shape", 0)]
+    # the solves after a timeout ran in a fresh worker and were scored
+    assert rows[(rows["solver"] == "hangs") & (rows["status"] == "ok")]["feasible"].all()
+    assert "Non-ok rows:" in res.stdout and "timeout 1" in res.stdout
+
+
+def test_readme_plugin_example_is_the_tested_plugin():
+    """The README's "write your own solver plugin" code is this fixture, verbatim."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n# my_plugin\.py\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README lost its plugin example"
+    assert blocks[0] == (FIXTURE_PLUGIN / "cfbench_example" / "plugin.py").read_text()
+    assert len(blocks[0].splitlines()) <= 30
+    toml = (FIXTURE_PLUGIN / "pyproject.toml").read_text()
+    assert 'example = "cfbench_example.plugin"' in toml and "[project.entry-points.cfbench]" in readme
+
+
+def test_example_plugin_passes_the_conformance_kit(plugin_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(plugin_path))
+    from cfbench_example.plugin import StrongestLink
+
+    from cfbench.testing import check_solver
+
+    check_solver(StrongestLink)
