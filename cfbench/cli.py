@@ -71,8 +71,10 @@ def cmd_list(args) -> int:
         prob = prov.cls()
         for scen, params in prob.scenarios.items():
             default = " (default)" if scen == prob.default_scenario else ""
-            rows.append([name, scen + default, getattr(params, "description", ""), prov.distribution])
-    print(format_table(pd.DataFrame(rows, columns=["problem", "scenario", "description", "plugin"]), "text"))
+            fields = "; ".join(f"{f.name} {f.shape} {f.unit}".strip() for f in prob.decision_fields(scen))
+            rows.append([name, scen + default, fields, getattr(params, "description", ""), prov.distribution])
+    print(format_table(pd.DataFrame(rows, columns=["problem", "scenario", "decision", "description", "plugin"]),
+                       "text"))
     print("\nSolvers")
     rows = [[name, p.cls.kind, ", ".join(p.cls.problems), f"{p.plugin} ({p.distribution})", p.cls.description]
             for name, p in sorted(reg.solvers.items(), key=lambda kv: (kv[1].cls.problems, kv[0]))]

@@ -1,0 +1,200 @@
+"""``sca``: centralized SCA with Dinkelbach's transform for ``sum-ee``.
+
+The paper's baseline (Raghunath, Peng, Jorswieck, Section V: "SCA with
+Dinkelbach's transform"), for problem (1) with the spec's per-AP budget.
+
+Derivation. With gains over noise g_l,kj (eq. 2) write
+
+    T_k(P) = sum_j sum_l g_l,kj p_jl    (everything UE k receives, desired included),
+    I_k(P) = T_k(P) - sum_l g_l,kk p_kl (interference),
+
+so the rate is a difference of concave functions of P,
+
+    R_k(P) = log2(1 + SINR_k) = log2(1 + T_k(P)) - log2(1 + I_k(P)),
+
+and the power consumption D_k(P) = mu sum_l p_kl + P_c is affine.
+
+At the iterate P^t, the subtracted concave term is bounded above by its
+tangent, log2(1 + I_k(P)) <= log2(1 + I_k^t) + (I_k(P) - I_k^t) / ((1 + I_k^t) ln 2),
+which gives a concave minorant Rt_k(P) <= R_k(P), tight at P^t with the same
+gradient. Dinkelbach's transform with weights lambda_k = R_k(P^t) / D_k(P^t)
+turns each ratio into Rt_k - lambda_k D_k, and dividing the k-th term by
+D_k(P^t) gives the convex subproblem
+
+    max_P  sum_k (Rt_k(P) - lambda_k D_k(P)) / D_k(P^t)
+    s.t.   p_kl >= 0,  sum_k p_kl <= P_max for every AP l.
+
+Its value at P^t is 0 and its gradient at P^t is
+
+    sum_k (grad R_k - lambda_k grad D_k) / D_k^t = sum_k grad (R_k / D_k) = grad J(P^t),
+
+so for the subproblem's maximiser P*, concavity gives
+grad J(P^t) . (P* - P^t) >= subproblem value at P* >= 0: d = P* - P^t is an
+ascent direction of the true objective whenever the subproblem improves on
+P^t. A backtracking line search on the true J along P^t + s d
+(s = 1, 1/2, 1/4, ...; accept the first s that does not decrease J) makes J
+non-decreasing over the iterations. (A literal per-ratio Dinkelbach update,
+P^{t+1} = P*, is not monotone for a sum of ratios; see the spec.)
+
+Implementation. The subproblem is written once per (K, L) as a DPP cvxpy
+problem with the epigraph form t_k <= ln(1 + A_k p), objective
+sum_k w_k t_k / ln 2 - c . p, where the parameters are the total gains A
+(row k: g_l,kj over the flattened (j, l) links), the weights w_k = 1/D_k^t and
+the linear coefficients c collecting the interference tangent and the
+Dinkelbach term. Powers are optimised in units of 10 mW (the scale of the
+optimal powers; this keeps the conic data well scaled). Clarabel solves it;
+on failure Clarabel with shorter interior-point steps, then ECOS (if
+installed) and SCS are tried. Started at equal
+power, it stops after ``max_iter`` iterations (default 50) or when the
+relative improvement of J falls below ``tol`` (default 1e-4).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cvxpy as cp
+import numpy as np
+
+from cfbench import Instances, Solution, Solver, hookimpl
+from cfbench.plugins.sum_ee_baselines import candidate_sum_ee, equal_power_w, fit_budget, repeat_instance
+from cfbench.problems.sum_ee import received_powers
+
+LN2 = float(np.log(2.0))
+#: line search step sizes s = 1, 1/2, ..., 2^-30, scored in one vectorised call
+LINE_SEARCH_STEPS = 0.5 ** np.arange(31)
+#: Conic solvers tried in turn for each subproblem. ``warm_start=False``: cvxpy
+#: would otherwise update the cached Clarabel solver in place, which keeps the
+#: first subproblem's equilibration and makes later ones stall. Clarabel's rare
+#: "insufficient progress" stalls are cured by shorter interior-point steps.
+SOLVER_ATTEMPTS = (
+    ("CLARABEL", {"warm_start": False}),
+    ("CLARABEL", {"warm_start": False, "max_step_fraction": 0.9}),
+    ("ECOS", {}),
+    ("SCS", {"max_iters": 20000}),
+)
+
+
+class DinkelbachSubproblem:
+    """The convex subproblem above for K UEs and L APs, as one DPP cvxpy problem.
+
+    The variable ``x`` is the flattened power matrix in units of
+    ``power_unit_w``, ``x[k * L + l] = p_kl / power_unit_w``.
+    """
+
+    def __init__(self, n_ues: int, n_aps: int, power_unit_w: float = 0.01) -> None:
+        n_links = n_ues * n_aps
+        self.n_ues, self.n_aps, self.power_unit_w = n_ues, n_aps, power_unit_w
+        self.budget = cp.Parameter(nonneg=True, name="ap_power_budget")
+        self.total_gain = cp.Parameter((n_ues, n_links), nonneg=True, name="total_gain")
+        self.weight = cp.Parameter(n_ues, nonneg=True, name="weight")
+        self.linear_coefficient = cp.Parameter(n_links, name="linear_coefficient")
+        self.x = cp.Variable(n_links, nonneg=True, name="power_over_unit")
+        t = cp.Variable(n_ues, name="rate_epigraph")
+        ap_load = np.kron(np.ones((1, n_ues)), np.eye(n_aps))  # (L, K*L): row l sums p_kl over k
+        self.problem = cp.Problem(
+            cp.Maximize(self.weight @ t / LN2 - self.linear_coefficient @ self.x),
+            [t <= cp.log(1 + self.total_gain @ self.x), ap_load @ self.x <= self.budget],
+        )
+        assert self.problem.is_dpp()
+        self.attempts = [(s, opts) for s, opts in SOLVER_ATTEMPTS if s in cp.installed_solvers()]
+
+    def coefficients(self, problem, instance: Instances, power_w: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Subproblem data at the iterate ``power_w`` (K, L) of the single ``instance``,
+        in W: total gains A (K, K*L), weights w_k = 1/D_k^t and linear coefficients c
+        (K*L), so that the objective is sum_k w_k ln(1 + A_k p) / ln 2 - c . p + const."""
+        params = instance.params
+        g = instance.gain_over_noise[0]  # (L, K, K)
+        _, interference = (a[0] for a in received_powers(instance.gain_over_noise, power_w[None]))  # I_k(P^t)
+        rate, consumption_w = (a[0] for a in problem.objective_terms(instance, power_w[None]))  # R_k, D_k at P^t
+        dinkelbach = rate / consumption_w  # lambda_k
+        weight = 1.0 / consumption_w
+        # A[k, j*L + l] = g_l,kj ; the interference part zeroes j == k
+        total_gain = g.transpose(1, 2, 0).reshape(self.n_ues, -1)
+        interference_gain = (g * (1.0 - np.eye(self.n_ues))[None]).transpose(1, 2, 0).reshape(self.n_ues, -1)
+        tangent = (weight / ((1.0 + interference) * LN2)) @ interference_gain  # gradient of the linearised term
+        power_cost = np.repeat(weight * dinkelbach * params.amplifier_inefficiency, self.n_aps)  # lambda_k mu / D_k^t
+        return total_gain, weight, tangent + power_cost
+
+    def maximiser(self, problem, instance: Instances, power_w: np.ndarray) -> np.ndarray | None:
+        """P* (K, L) of the subproblem at the iterate ``power_w`` (K, L) of the single
+        ``instance``, or None if every solver failed."""
+        total_gain, weight, linear_coefficient = self.coefficients(problem, instance, power_w)
+        budget_w, unit_w = instance.params.ap_power_budget_w, self.power_unit_w
+        self.total_gain.value = total_gain * unit_w
+        self.weight.value = weight
+        self.linear_coefficient.value = linear_coefficient * unit_w
+        self.budget.value = budget_w / unit_w
+        for solver, options in self.attempts:
+            try:
+                with warnings.catch_warnings():  # inaccurate solutions are guarded by the line search
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.problem.solve(solver=solver, **options)
+            except cp.error.SolverError:
+                continue
+            if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and self.x.value is not None:
+                return fit_budget(self.x.value.reshape(self.n_ues, self.n_aps) * unit_w, budget_w)
+        return None
+
+
+class SCADinkelbach(Solver):
+    name = "sca"
+    kind = "iterative"
+    problems = ("sum-ee",)
+    description = "SCA with Dinkelbach's transform and a line search on J (centralized, cvxpy/Clarabel)"
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        self.max_iter = int(self.options.get("max_iter", 50))
+        self.tol = float(self.options.get("tol", 1e-4))
+        params = problem.scenario_params(scenario)
+        self._subproblems = {(params.n_ues, params.n_aps): DinkelbachSubproblem(params.n_ues, params.n_aps)}
+
+    def _subproblem(self, n_ues: int, n_aps: int) -> DinkelbachSubproblem:
+        if (n_ues, n_aps) not in self._subproblems:
+            self._subproblems[(n_ues, n_aps)] = DinkelbachSubproblem(n_ues, n_aps)
+        return self._subproblems[(n_ues, n_aps)]
+
+    def solve_one(self, instances: Instances, i: int) -> tuple[np.ndarray, list[float]]:
+        """SCA iterations on instance ``i``: final P (K, L) and J after each iteration."""
+        params = instances.params
+        subproblem = self._subproblem(params.n_ues, params.n_aps)
+        instance = repeat_instance(instances, i, 1)
+        power_w = equal_power_w(params)[0]
+        ee = float(candidate_sum_ee(self.problem, instances, i, power_w[None])[0])
+        trace: list[float] = []
+        for _ in range(self.max_iter):
+            target_w = subproblem.maximiser(self.problem, instance, power_w)
+            if target_w is None:  # every conic solver failed: keep P^t
+                trace.append(ee)
+                break
+            trials_w = power_w + LINE_SEARCH_STEPS[:, None, None] * (target_w - power_w)[None]
+            trial_ee = candidate_sum_ee(self.problem, instances, i, trials_w)
+            accepted = np.flatnonzero(trial_ee >= ee)
+            if len(accepted) == 0:
+                trace.append(ee)
+                break
+            previous = ee
+            power_w, ee = trials_w[accepted[0]], float(trial_ee[accepted[0]])
+            trace.append(ee)
+            if ee - previous <= self.tol * abs(previous):
+                break
+        return power_w, trace
+
+    def solve(self, instances: Instances) -> Solution:
+        params = instances.params
+        power_w = np.empty((len(instances), params.n_ues, params.n_aps))
+        traces = []
+        for i in range(len(instances)):
+            power_w[i], trace = self.solve_one(instances, i)
+            traces.append(trace)
+        return Solution(
+            {"power_w": fit_budget(power_w, params.ap_power_budget_w)},
+            iterations=np.array([len(t) for t in traces]),
+            trace=traces,
+        )
+
+
+@hookimpl
+def cfbench_solvers():
+    return [SCADinkelbach]
