@@ -89,7 +89,19 @@ def format_table(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return table.to_json(orient="records", indent=1)
     tablefmt = "github" if fmt == "markdown" else "simple"
-    return tabulate(table, headers="keys", tablefmt=tablefmt, showindex=False, floatfmt=".4g", missingval="-")
+    shown = table.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = [_number(v) for v in shown[col]]
+    return tabulate(shown, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True,
+                    colalign=["left" if not pd.api.types.is_numeric_dtype(table[c]) else "right" for c in table])
+
+
+def _number(value: float) -> str:
+    """Four significant digits, no exponent for large values (speed-ups reach 1e4)."""
+    if value != value:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
 def write_results(out_dir: Path, rows: pd.DataFrame, manifest: dict) -> None:
