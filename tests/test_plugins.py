@@ -70,3 +70,30 @@ def test_example_plugin_passes_the_conformance_kit(plugin_path, monkeypatch):
     from cfbench.testing import check_solver
 
     check_solver(StrongestLink)
+
+
+def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
+    """Ctrl-C during a hanging solve: exit 130, the finished solver's rows stay on disk."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "interrupted"
+    env = dict(os.environ, PYTHONPATH=str(plugin_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cfbench.cli", "run", "--problem", "sum-ee", "--scenario", "tiny",
+         "--solvers", "equal,hangs", "--instances", "2", "--out", str(out), "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "results.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # 'hangs' is now stuck in its first solve (no --timeout)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    rows = pd.read_parquet(out / "results.parquet")
+    assert list(rows["solver"]) == ["equal", "equal"] and (rows["status"] == "ok").all()
