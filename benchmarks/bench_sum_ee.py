@@ -54,7 +54,7 @@ class SolverLatency:
         limit_threads(1)
         registry = build_registry()
         self.problem = registry.problem("sum-ee")
-        self.solver = registry.solvers[solver].cls()
+        self.solver = registry.solver("sum-ee", solver).cls()
         self.solver.setup(self.problem, scenario)
         self.instance = self.problem.sample(scenario, 1, seed=5)
         self.solver.solve(self.problem.sample(scenario, 1, seed=6))

@@ -148,6 +148,8 @@ class Problem:
     default_scenario: ClassVar[str]
     #: the paper's iterative method, the reference of the speed-up column
     paper_iterative_solver: ClassVar[str | None] = None
+    #: ``Score.metrics`` whose mean over valid rows the comparison table shows
+    table_metrics: ClassVar[tuple[str, ...]] = ()
 
     def scenario_params(self, scenario: str) -> Any:
         try:

@@ -76,18 +76,19 @@ def cmd_list(args) -> int:
     print(format_table(pd.DataFrame(rows, columns=["problem", "scenario", "decision", "description", "plugin"]),
                        "text"))
     print("\nSolvers")
-    rows = [[name, p.cls.kind, ", ".join(p.cls.problems), f"{p.plugin} ({p.distribution})", p.cls.description]
-            for name, p in sorted(reg.solvers.items(), key=lambda kv: (kv[1].cls.problems, kv[0]))]
+    rows = [[p.cls.name, p.cls.kind, ", ".join(p.cls.problems), f"{p.plugin} ({p.distribution})", p.cls.description]
+            for p in sorted(reg.solvers, key=lambda p: (tuple(p.cls.problems), p.cls.name))]
     print(format_table(pd.DataFrame(rows, columns=["solver", "kind", "problems", "plugin", "description"]), "text"))
     return 0
 
 
 def _print_table(rows: pd.DataFrame, manifest: dict, fmt: str) -> None:
-    table = comparison_table(rows, manifest.get("paper_iterative_solver"))
+    table = comparison_table(rows, manifest.get("paper_iterative_solver"), manifest.get("table_metrics", ()))
     if fmt == "text":
         unit = manifest.get("objective_unit", "")
         print(f"{manifest.get('problem')} / {manifest.get('scenario')}: {rows['instance'].nunique()} instances, "
-              f"seed {manifest.get('seed')}, {manifest.get('threads')} thread(s), objective in {unit}")
+              f"seed {manifest.get('seed')}, {manifest.get('threads')} thread(s), "
+              f"objective {'in ' + unit if unit else 'dimensionless'}")
     print(format_table(table, fmt))
     summary = status_summary(rows)
     if summary and fmt == "text":
@@ -108,8 +109,8 @@ def cmd_run(args) -> int:
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
         threads=args.threads, warnings=reg.warnings,
-        solvers={s: {"kind": reg.solvers[s].cls.kind, "plugin": reg.solvers[s].plugin,
-                     "distribution": reg.solvers[s].distribution} for s in solvers},
+        solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution}
+                 for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
     from tqdm import tqdm
 

@@ -1,7 +1,10 @@
 """Plugin discovery: entry points -> pluggy -> named problems and solvers.
 
-Failures are contained per plugin: a plugin that fails to import, whose hook
-raises, or that repeats a name already taken is reported in
+Solver names are scoped by problem, as in benchopt: ``sca`` of ``sum-ee`` and
+``sca`` of ``urllc`` are different solvers, and ``--solvers sca`` picks the one
+that supports the chosen problem. Two solvers clash only when they share a
+name and a problem. Failures are contained per plugin: a plugin that fails to
+import, whose hook raises, or that repeats a name already taken is reported in
 ``Registry.warnings`` (one line each, naming the plugin) and the rest loads.
 """
 
@@ -29,7 +32,7 @@ class Provided:
 @dataclass
 class Registry:
     problems: dict[str, Provided] = field(default_factory=dict)
-    solvers: dict[str, Provided] = field(default_factory=dict)
+    solvers: list[Provided] = field(default_factory=list)  # names are unique per problem
     warnings: list[str] = field(default_factory=list)
 
     # -- lookup with one-line errors ------------------------------------------------
@@ -39,7 +42,18 @@ class Registry:
         return self.problems[name].cls()
 
     def solvers_for(self, problem: str) -> list[str]:
-        return sorted(n for n, p in self.solvers.items() if problem in p.cls.problems)
+        return sorted(p.cls.name for p in self.solvers if problem in p.cls.problems)
+
+    def solver_names(self) -> set[str]:
+        return {p.cls.name for p in self.solvers}
+
+    def solver(self, problem: str, name: str) -> Provided:
+        """The solver called ``name`` that supports ``problem``."""
+        for p in self.solvers:
+            if p.cls.name == name and problem in p.cls.problems:
+                return p
+        raise CfbenchError(f"unknown solver {name!r} for problem {problem!r}; "
+                           f"valid: {', '.join(self.solvers_for(problem)) or '(none)'}")
 
     def select_solvers(self, problem: str, spec: str) -> list[str]:
         valid = self.solvers_for(problem)
@@ -52,9 +66,10 @@ class Registry:
             raise CfbenchError(f"empty solver list {spec!r}; valid: all, {', '.join(valid)}")
         for n in names:
             if n not in valid:
-                why = "does not support" if n in self.solvers else "unknown solver"
+                known = n in self.solver_names()
+                why = "does not support" if known else "unknown solver"
                 raise CfbenchError(
-                    f"{why} {n!r}" + (f" for problem {problem!r}" if n in self.solvers else "")
+                    f"{why} {n!r}" + (f" for problem {problem!r}" if known else "")
                     + f"; valid for {problem!r}: all, {', '.join(valid)}"
                 )
         return list(dict.fromkeys(names))
@@ -108,11 +123,10 @@ def build_registry(extra_plugins: Iterable[tuple[str, object]] = ()) -> Registry
         pm.register(module, name=name)
         dist_of[name] = "(registered in code)"
 
-    for hook, table, check in (
-        (pm.hook.cfbench_problems, reg.problems, _check_problem),
-        (pm.hook.cfbench_solvers, reg.solvers, _check_solver),
+    for hook, what, check in (
+        (pm.hook.cfbench_problems, "problem", _check_problem),
+        (pm.hook.cfbench_solvers, "solver", _check_solver),
     ):
-        what = "problem" if table is reg.problems else "solver"
         # get_hookimpls() lists plugins in registration order: built-ins first
         for impl in hook.get_hookimpls():
             plugin = impl.plugin_name
@@ -126,13 +140,32 @@ def build_registry(extra_plugins: Iterable[tuple[str, object]] = ()) -> Registry
                 if problem:
                     reg.warnings.append(f"plugin {plugin!r}: {problem}; ignored")
                     continue
-                if cls.name in table:
-                    first = table[cls.name]
-                    if first.cls is cls:
-                        continue
-                    reg.warnings.append(
-                        f"plugin {plugin!r}: {what} name {cls.name!r} already provided by plugin {first.plugin!r}; ignored"
-                    )
+                first = _clash(reg, what, cls)
+                if first is not None:
+                    if first.cls is not cls:
+                        reg.warnings.append(
+                            f"plugin {plugin!r}: {what} name {cls.name!r} already provided by plugin "
+                            f"{first.plugin!r}{_shared_problems(first.cls, cls)}; ignored")
                     continue
-                table[cls.name] = Provided(cls, plugin, dist_of.get(plugin, "?"))
+                provided = Provided(cls, plugin, dist_of.get(plugin, "?"))
+                if what == "problem":
+                    reg.problems[cls.name] = provided
+                else:
+                    reg.solvers.append(provided)
     return reg
+
+
+def _clash(reg: Registry, what: str, cls) -> Provided | None:
+    """The registered entry ``cls`` collides with: same problem name, or same solver
+    name with a problem in common."""
+    if what == "problem":
+        return reg.problems.get(cls.name)
+    for p in reg.solvers:
+        if p.cls.name == cls.name and (p.cls is cls or set(p.cls.problems) & set(cls.problems)):
+            return p
+    return None
+
+
+def _shared_problems(a, b) -> str:
+    shared = sorted(set(getattr(a, "problems", ())) & set(getattr(b, "problems", ())))
+    return f" for {', '.join(shared)}" if shared else ""

@@ -29,14 +29,18 @@ def best_known(rows: pd.DataFrame) -> pd.Series:
     return rows.join(best, on=INSTANCE_KEY)["best_known"]
 
 
-def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None) -> pd.DataFrame:
+def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None,
+                     metrics: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """One line per solver, ranked by mean objective over its feasible rows.
 
     Objective statistics and the gap use feasible rows only; ``feasible_%``
     counts every row (errors, timeouts and invalid output count as infeasible).
     ``gap_%`` is ``100 (best - J) / |best|`` against the best feasible value any
     solver in the run reached on the same instance. ``speedup`` is the paper's
-    iterative solver's median latency divided by this solver's.
+    iterative solver's median latency divided by this solver's. Each name in
+    ``metrics`` adds a column with the mean of ``metric_<name>`` over the ok
+    rows (feasible or not), e.g. urllc's SE/EE per group and the number of
+    terminals missing eps_QoS.
     """
     rows = rows.copy()
     rows["best_known"] = best_known(rows)
@@ -57,6 +61,7 @@ def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None) -> pd.
             "mean_gap_pct": feas["gap_pct"].mean(),
             "median_latency_ms": 1e3 * ok["latency_s"].median(),
             "p95_latency_ms": 1e3 * ok["latency_s"].quantile(0.95),
+            **{name: ok[f"metric_{name}"].mean() if f"metric_{name}" in ok else np.nan for name in metrics},
         })
     table = pd.DataFrame(lines)
     if paper_solver is not None and paper_solver in set(table["solver"]):

@@ -250,7 +250,7 @@ def run(registry, problem_name: str, scenario: str, solver_names: list[str], *, 
     problem.scenario_params(scenario)
     instances = problem.sample(scenario, n_instances, seed)
     for name in solver_names:
-        provided = registry.solvers[name]
+        provided = registry.solver(problem_name, name)
         outcomes = solve_all(problem, scenario, provided.cls, instances, timeout_s=timeout_s,
                              threads=threads, on_solve=on_solve)
         frame = score_outcomes(problem, instances, outcomes)

@@ -95,6 +95,11 @@ class Dup(_ToySolver):
     name = "full"
 
 
+class SameNameOtherProblem(_ToySolver):
+    name = "full"
+    problems = ("other",)
+
+
 class BadKind(_ToySolver):
     name = "bad-kind"
     kind = "magic"
@@ -102,7 +107,7 @@ class BadKind(_ToySolver):
 
 def _registry():
     first = types.SimpleNamespace(cfbench_problems=hookimpl(lambda: [Toy]), cfbench_solvers=hookimpl(lambda: [Full]))
-    second = types.SimpleNamespace(cfbench_solvers=hookimpl(lambda: [Dup, BadKind]))
+    second = types.SimpleNamespace(cfbench_solvers=hookimpl(lambda: [Dup, SameNameOtherProblem, BadKind]))
 
     def broken():
         raise ValueError("boom")
@@ -113,12 +118,15 @@ def _registry():
 
 def test_registry_contains_duplicates_bad_classes_and_raising_hooks():
     reg = _registry()
-    assert reg.solvers["full"].cls is Full and reg.solvers["full"].plugin == "first"
+    assert reg.solver("toy", "full").cls is Full and reg.solver("toy", "full").plugin == "first"
+    # a name is unique per problem: the same name for another problem is a different solver
+    assert reg.solver("other", "full").cls is SameNameOtherProblem
     joined = "\n".join(reg.warnings)
-    assert "plugin 'second': solver name 'full' already provided by plugin 'first'; ignored" in joined
+    assert "plugin 'second': solver name 'full' already provided by plugin 'first' for toy; ignored" in joined
+    assert joined.count("'full'") == 1
     assert "plugin 'second': solver 'bad-kind' has kind 'magic'" in joined
     assert "plugin 'third': cfbench_solvers raised ValueError: boom" in joined
-    assert "bad-kind" not in reg.solvers
+    assert "bad-kind" not in reg.solver_names()
     with pytest.raises(CfbenchError, match="unknown solver 'zzz'; valid for 'toy': all, full"):
         reg.select_solvers("toy", "full,zzz")
 
