@@ -199,7 +199,9 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
 
 def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> pd.DataFrame:
     """Validate decisions against the declared fields, evaluate the valid ones in one
-    vectorised call, and return one row per instance (without run identifiers)."""
+    vectorised call, and return one row per instance (without run identifiers).
+    Valid rows keep their decision, flattened, in ``decision_<field>`` columns
+    (shape: the field's declared shape)."""
     n = len(instances)
     rows = [
         {
@@ -230,6 +232,8 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
         score = problem.evaluate(instances[valid], batch)
         max_violation = score.max_violation
         for j, i in enumerate(valid):
+            for k in fields:  # the decision itself, flattened, so results can be re-judged later
+                rows[i][f"decision_{k}"] = batch[k][j].ravel().tolist()
             objective = float(score.objective[j])
             rows[i]["objective"] = objective
             rows[i]["max_violation"] = float(max_violation[j])

@@ -136,6 +136,9 @@ def test_runner_scores_with_the_problem_not_the_solver():
     (frame,) = run(reg, "toy", "s", ["full"], n_instances=3, seed=1)
     inst = Toy().sample("s", 3, seed=1)
     np.testing.assert_allclose(frame["objective"], 3 * inst.p_max_w)
+    # every valid row keeps its decision, flattened, so results can be re-judged
+    np.testing.assert_allclose(np.stack(frame["decision_power_w"]), np.repeat(inst.p_max_w[:, None], 3, 1))
+    assert np.stack(frame["decision_association"]).shape == (3, 6)
     assert frame["feasible"].all() and (frame["latency_s"] > 0).all()
     assert "viol_unserved" in frame.columns
 
