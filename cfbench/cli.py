@@ -1,4 +1,4 @@
-"""``cfbench list | run | report``.
+"""``cfbench list | run | report | train``.
 
 Bad input (unknown problem, scenario or solver, a bad number) prints one line
 ``cfbench: error: ...`` naming the bad value and the valid choices and exits
@@ -104,14 +104,21 @@ def cmd_run(args) -> int:
     solvers = reg.select_solvers(args.problem, args.solvers)
     out = Path(args.out) if args.out else Path("results") / (
         f"{args.problem}-{scenario}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if (out / "results.parquet").exists() and not args.overwrite:
-        raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out or pass --overwrite")
+    if args.append and args.overwrite:
+        raise CfbenchError("--append and --overwrite exclude each other; choose one")
+    existing = (out / "results.parquet").exists()
+    if existing and not (args.overwrite or args.append):
+        raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
+                           "pass --append to add solvers to it, or --overwrite")
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
         threads=args.threads, warnings=reg.warnings,
         solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
+    kept = pd.DataFrame()
+    if args.append and existing:
+        kept, manifest = _appendable(out, manifest, solvers)
     from tqdm import tqdm
 
     frames: list[pd.DataFrame] = []
@@ -122,17 +129,35 @@ def cmd_run(args) -> int:
                          timeout_s=args.timeout, threads=args.threads, on_solve=lambda: bar.update(1)):
             frames.append(frame)
             bar.set_postfix_str(f"done {frame['solver'].iloc[0]}")
-            write_results(out, pd.concat(frames, ignore_index=True), manifest)
+            write_results(out, pd.concat([kept, *frames], ignore_index=True), manifest)
     except KeyboardInterrupt:
         bar.close()
         if frames:
             print(f"cfbench: interrupted; rows of {len(frames)} finished solver(s) kept in {out}", file=sys.stderr)
         return 130
     bar.close()
-    rows = pd.concat(frames, ignore_index=True)
+    rows = pd.concat([kept, *frames], ignore_index=True)
     _print_table(rows, manifest, "text")
     print(f"\nresults: {out / 'results.parquet'}")
     return 0
+
+
+def _appendable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Rows of an earlier run in ``out`` to keep (all but ``solvers``, which are rerun) and
+    the merged manifest. The earlier run must be on the same instances."""
+    rows, old = read_results(out)
+    for key in ("problem", "scenario", "seed", "n_instances", "threads"):
+        if old.get(key) != manifest[key]:
+            raise CfbenchError(f"cannot --append to {str(out)!r}: its {key} is {old.get(key)!r}, this run's is "
+                               f"{manifest[key]!r}")
+    kept = rows[~rows["solver"].isin(solvers)]
+    merged = dict(manifest)
+    merged["solvers"] = {**{s: v for s, v in old.get("solvers", {}).items() if s not in solvers}, **manifest["solvers"]}
+    merged["appended"] = old.get("appended", []) + [{"command": manifest["command"], "solvers": solvers,
+                                                    "created_utc": manifest["created_utc"]}]
+    merged["created_utc"] = old.get("created_utc", manifest["created_utc"])
+    merged["command"] = old.get("command", manifest["command"])
+    return kept, merged
 
 
 def cmd_report(args) -> int:
@@ -141,10 +166,53 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def cmd_train(args) -> int:
+    reg = build_registry()
+    _warn(reg)
+    problem = reg.problem(args.problem)
+    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
+    if not scenarios:
+        raise CfbenchError(f"empty scenario list {args.scenario!r}; valid: {', '.join(problem.scenarios)}")
+    for s in scenarios:
+        problem.scenario_params(s)
+    provided = reg.solver(args.problem, args.solver)
+    trainable = sorted(p.cls.name for p in reg.solvers if args.problem in p.cls.problems and hasattr(p.cls, "train"))
+    if not hasattr(provided.cls, "train"):
+        raise CfbenchError(f"solver {args.solver!r} is not trainable; trainable for {args.problem!r}: "
+                           f"{', '.join(trainable) or '(none)'}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    options = dict(args.set or [])
+    for key in ("epochs", "samples", "init"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+
+    def report(values: dict) -> None:
+        shown = "  ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        print(shown, file=sys.stderr, flush=True)
+
+    path = provided.cls.train(problem, scenarios, seed=args.seed, out=args.out, report=report, **options)
+    print(f"weights: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cfbench", description="Benchmark power control methods for cell-free massive MIMO.")
     parser.add_argument("--version", action="version", version=f"cfbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,train}", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("list", help="problems with their scenarios; solvers with kind, problems and plugin",
@@ -166,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1, help="threads per solver process (default 1)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under results/)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--append", action="store_true",
+                   help="add (or rerun) these solvers in an existing --out run on the same instances")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -175,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS[1:] + ("text",), default="text",
                    help="markdown, csv, json or text (default text)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("train", help="train a learned solver and write its weights",
+                       description="Train a learned solver on seeded instances of one or more scenarios "
+                                   "(comma-separated; one model across them) and write a checkpoint.")
+    p.add_argument("--solver", required=True, help="learned solver name (see 'cfbench list')")
+    p.add_argument("--problem", required=True, help="problem name")
+    p.add_argument("--scenario", required=True, help="scenario, or comma-separated scenarios for one model")
+    p.add_argument("--seed", type=_seed, default=0, help="training seed (default 0)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: the solver's)")
+    p.add_argument("--samples", type=_positive_int, default=None, help="instances per scenario (default: the solver's)")
+    p.add_argument("--init", metavar="FILE", default=None, help="start from this checkpoint (fine-tuning)")
+    p.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE", help="other training option")
+    p.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
+    p.add_argument("--out", metavar="FILE", default=None, help="checkpoint path (default under results/weights/)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

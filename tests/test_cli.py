@@ -80,3 +80,25 @@ def test_run_writes_results_manifest_and_report_reproduces_table(tmp_path):
     again = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal", "--instances", "1",
                     "--out", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_append_adds_solvers_to_a_run_on_the_same_instances(tmp_path):
+    out = tmp_path / "run"
+    base = ("run", "--problem", "sum-ee", "--scenario", "tiny", "--instances", "3", "--seed", "4", "--quiet",
+            "--out", str(out))
+    assert run_cli(*base, "--solvers", "equal,random").returncode == 0
+    first = pd.read_parquet(out / "results.parquet")
+    res = run_cli(*base, "--solvers", "random,best-uniform", "--append")
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "results.parquet")
+    assert sorted(rows["solver"].value_counts().items()) == [("best-uniform", 3), ("equal", 3), ("random", 3)]
+    pd.testing.assert_frame_equal(rows[rows["solver"] == "equal"].reset_index(drop=True),
+                                  first[first["solver"] == "equal"].reset_index(drop=True))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["solvers"]) == {"equal", "random", "best-uniform"}
+    assert manifest["appended"][0]["solvers"] == ["random", "best-uniform"]
+    assert "best-uniform" in res.stdout and "equal" in res.stdout  # the table covers every solver
+    other = run_cli(*base[:-5], "--seed", "5", "--quiet", "--out", str(out), "--solvers", "equal", "--append")
+    assert other.returncode == 2 and "its seed is 4, this run's is 5" in other.stderr
+    both = run_cli(*base, "--solvers", "equal", "--append", "--overwrite")
+    assert both.returncode == 2 and "exclude each other" in both.stderr
