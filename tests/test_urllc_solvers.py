@@ -1,9 +1,9 @@
 """``urllc`` solvers: valid output, the baselines' definitions, and the SCA's guarantees.
 
 Mostly on ``tiny`` (K = 4) and a couple of ``stress-k20`` instances, where the
-reliability constraint binds. The solver classes are used directly: the
-registry keys solvers by name only, and ``random``, ``best-uniform`` and
-``sca`` are also ``sum-ee`` solver names.
+reliability constraint binds. The solver classes are used directly
+(``random``, ``best-uniform`` and ``sca`` are also ``sum-ee`` solver names;
+the registry tells them apart by problem).
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""Shared plumbing of learned solvers: seeding, checkpoints, training logs.
+
+Checkpoints are plain dicts of tensors, numbers, strings and lists saved with
+``torch.save`` and read back with ``torch.load(weights_only=True)``, which
+refuses to unpickle arbitrary objects: a shipped or downloaded weight file
+cannot run code. torch is imported lazily so that the harness and the
+non-learned solvers never pay for it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cfbench.api import CfbenchError
+
+CHECKPOINT_FORMAT = 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy's legacy global generator and torch (CPU)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoint`` (plain types and tensors only) atomically."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code on load)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CfbenchError(f"no weight file {str(path)!r}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise CfbenchError(f"refusing to load {str(path)!r}: not plain tensors and data "
+                           f"(weights_only=True): {first[:200]}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CfbenchError(f"{str(path)!r} is not a cfbench checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+@dataclass
+class TrainingLog:
+    """Per-epoch history plus wall time; ``report`` receives each finished epoch."""
+
+    report: Callable[[dict], None] | None = None
+    history: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def epoch(self, **values: float) -> None:
+        values = {"elapsed_s": time.perf_counter() - self.started, **values}
+        self.history.append(values)
+        if self.report is not None:
+            self.report(values)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started

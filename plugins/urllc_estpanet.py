@@ -1,0 +1,359 @@
+"""``estpanet``: U-ESTPANet, the unsupervised power allocation network of Yan et al. (Section III).
+
+Architecture (Fig. 2, eqs. 13-18), for a batch of instances with K terminals:
+
+- Preprocessing (eqs. 13-14). Terminal k's channel estimate across the APs,
+  ``H_hat_k`` (M x L complex, the instance's ``channel_estimate``), becomes
+  the real M x 2L matrix ``[Re H_hat_k, Im H_hat_k]``; InstanceNorm with the M
+  APs as channels normalises each AP's 2L entries to zero mean and unit
+  variance, which removes the path-loss magnitude of every link and keeps
+  the small-scale "waveform" (the paper's stated purpose). The column
+  ``e_k = log10 beta_k`` (M values) is appended, standardised with the
+  training set's mean and standard deviation (stored in the checkpoint):
+  ``X_k`` is M x (2L + 1).
+- Independent spatial feature extraction (eqs. 15-16). Two streams with
+  independent weights, one for GTs and one for ATs: a CNN of two 1x1
+  convolutions along the AP axis (2L + 1 -> d_cnn -> d_cnn, ReLU) gives
+  ``Z_k`` (d_cnn x M), and attention pooling over the APs (a learned score
+  per AP, softmax over APs, weighted sum) gives ``v_k`` (d_cnn). Kernel size
+  1 because the APs of an instance have no order (they are dropped at
+  random): a wider kernel would mix unrelated APs and make the output depend
+  on their indexing; with size 1 the stream is invariant to AP permutations.
+- Global interference modelling (eq. 17). ``V`` (K x d_cnn) goes through a
+  2-layer Transformer encoder (single-head attention scaled by sqrt(d_cnn)
+  as in eq. 17, feed-forward 2 d_cnn, post-norm, no positional encoding, so
+  the network is permutation-equivariant over terminals).
+- Output (eq. 18): one affine layer and a sigmoid,
+  ``p = p_min + (p_max - p_min) sigmoid(MLP(V))``. The affine bias starts at
+  the logit of 2 % (tens of mW, where the EE peak sits) so that training
+  starts in the useful range instead of at 0.5 W.
+
+Loss (eq. 19): ``5 loss_1 + 1 loss_2`` with ``loss_1`` the mean of ``eps_k -
+eps_QoS`` over the terminals above ``eps_QoS`` and ``loss_2 = 1 / (1 + Omega)``,
+both through the differentiable objective :mod:`cfbench.problems.urllc_torch`
+(same formulas as the evaluator, tested equal), averaged over the batch.
+Training (Section IV-B): Adam, lr 1e-3, batch 8, 1500 instances split 9:1,
+up to 200 epochs; the epoch with the best validation loss is kept. One
+addition: the gradient norm is clipped at 1 per step. Without it the first
+K-sweep run stopped learning after one epoch (validation loss flat to four
+digits for three epochs, the signature of Adam's step size collapsing after
+a gradient spike, which batches with eps_k on the steep part of Q(.) can
+produce); with it the same run reached a validation Omega of 0.832 after one
+epoch instead of 0.765. Per-epoch maximum gradient norms are in the
+checkpoint's history. Training
+instances come from the scenario's own generator at seed
+``TRAIN_SEED_OFFSET + seed`` (benchmark runs use small seeds, so training and
+test instances are disjoint streams). One model can be trained on several
+scenarios with the same M and L at once (e.g. the K sweep): batches never mix
+scenarios, so each batch has one K and one set of normalisation bounds.
+
+Weights: ``SHIPPED_WEIGHTS`` maps each scenario to a file in
+``plugins/weights/``; ``cfbench train --solver estpanet --problem urllc
+--scenario S`` retrains (the README lists the exact commands). Option
+``weights=PATH`` uses another checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cfbench import Instances, Solver, hookimpl
+from cfbench.api import CfbenchError
+from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: scenario -> shipped checkpoint (file in WEIGHTS_DIR); ``scripts/train_urllc_estpanet.sh`` retrains them
+SHIPPED_WEIGHTS: dict[str, str] = {
+    "tiny": "estpanet-urllc-tiny.pt",
+    **{f"stress-k{k}": "estpanet-urllc-stress.pt" for k in (20, 40, 60)},
+    **{f"k{k}": "estpanet-urllc-k-sweep.pt" for k in (10, 20, 30, 40, 50, 60)},
+    "alpha0.25": "estpanet-urllc-k-sweep.pt",  # the same setting as k50
+    **{f"alpha{a}": f"estpanet-urllc-alpha{a}.pt" for a in ("0.1", "0.15", "0.2", "0.3", "0.35", "0.4")},
+}
+TRAIN_SEED_OFFSET = 50_000_000
+#: initial output power as a fraction of (p_max - p_min) (module docstring)
+INITIAL_POWER_FRACTION = 0.02
+
+DEFAULTS = {
+    "epochs": 200,
+    "samples": 1500,          # per scenario, split 9:1 (Section IV-B)
+    "validation_fraction": 0.1,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "violation_weight": 5.0,  # gamma_1 of eq. (19)
+    "omega_weight": 1.0,      # gamma_2
+    "d_cnn": 128,
+    "transformer_layers": 2,
+    "grad_clip": 1.0,         # max gradient norm per step (0: off); see the module docstring
+    "patience": 0,            # stop after this many epochs without a better validation loss (0: never)
+    "init": None,             # checkpoint to start from (fine-tuning, e.g. one alpha from the K-sweep model)
+}
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+def network_inputs(instances: Instances, log10_beta_mean: float, log10_beta_std: float):
+    """``X`` (n, K, M, 2L + 1) float32 (eqs. 13-14) and the aerial mask (n, K) as tensors."""
+    torch = _torch()
+    h = torch.as_tensor(np.ascontiguousarray(np.transpose(instances.channel_estimate, (0, 2, 1, 3))))  # n K M L
+    real = torch.cat([h.real, h.imag], dim=-1).to(torch.float32)  # n K M 2L
+    n, K, M, twoL = real.shape
+    real = torch.nn.functional.instance_norm(real.reshape(n * K, M, twoL)).reshape(n, K, M, twoL)
+    e = np.log10(np.transpose(instances.beta, (0, 2, 1)))  # n K M
+    e = torch.as_tensor((e - log10_beta_mean) / log10_beta_std, dtype=torch.float32).unsqueeze(-1)
+    return torch.cat([real, e], dim=-1), torch.as_tensor(np.asarray(instances.aerial, dtype=bool))
+
+
+# --- the network ----------------------------------------------------------------------------
+
+def build_network(in_features: int, d_cnn: int = 128, transformer_layers: int = 2):
+    torch = _torch()
+    nn = torch.nn
+
+    class TerminalStream(nn.Module):
+        """Phi_CNN (eq. 15) and attention pooling over APs (eq. 16) for one terminal type."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.cnn = nn.Sequential(nn.Linear(in_features, d_cnn), nn.ReLU(), nn.Linear(d_cnn, d_cnn), nn.ReLU())
+            self.score = nn.Linear(d_cnn, 1)
+
+        def forward(self, x):  # (N, M, 2L+1) -> (N, d_cnn)
+            z = self.cnn(x)
+            weights = torch.softmax(self.score(z), dim=-2)
+            return (weights * z).sum(dim=-2)
+
+    class UESTPANet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ground = TerminalStream()
+            self.aerial = TerminalStream()
+            layer = nn.TransformerEncoderLayer(d_cnn, nhead=1, dim_feedforward=2 * d_cnn, dropout=0.0,
+                                               batch_first=True)
+            self.transformer = nn.TransformerEncoder(layer, transformer_layers, enable_nested_tensor=False)
+            self.head = nn.Linear(d_cnn, 1)
+            nn.init.constant_(self.head.bias, math.log(INITIAL_POWER_FRACTION / (1 - INITIAL_POWER_FRACTION)))
+
+        def forward(self, x, aerial):
+            """``x`` (n, K, M, 2L+1), ``aerial`` (n, K) bool -> sigmoid output in (0, 1), (n, K)."""
+            n, K = aerial.shape
+            v = x.new_empty(n, K, d_cnn)
+            v[~aerial] = self.ground(x[~aerial])
+            v[aerial] = self.aerial(x[aerial])
+            return torch.sigmoid(self.head(self.transformer(v)).squeeze(-1))
+
+    return UESTPANet()
+
+
+def power_from_output(fraction, p_min_w: float, p_max_w: float):
+    """Eq. (18): ``p = p_min + (p_max - p_min) sigma``."""
+    return p_min_w + (p_max_w - p_min_w) * fraction
+
+
+# --- the solver ------------------------------------------------------------------------------
+
+class EstpaNet(Solver):
+    name = "estpanet"
+    kind = "learned"
+    problems = ("urllc",)
+    description = "U-ESTPANet: dual-stream CNN + attention pooling + Transformer, unsupervised (Yan et al., Sec. III)"
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        torch = _torch()
+        path = self.options.get("weights")
+        if path is None:
+            if scenario not in SHIPPED_WEIGHTS:
+                raise CfbenchError(
+                    f"no shipped estpanet weights for scenario {scenario!r}; shipped: "
+                    f"{', '.join(SHIPPED_WEIGHTS) or '(none)'}; train with 'cfbench train --solver estpanet "
+                    f"--problem urllc --scenario {scenario}' and pass weights=PATH")
+            path = WEIGHTS_DIR / SHIPPED_WEIGHTS[scenario]
+        self.checkpoint = load_checkpoint(Path(path))
+        params = problem.scenario_params(scenario)
+        self.network = network_from_checkpoint(self.checkpoint, params)
+        self.network.eval()
+        self._torch = torch
+
+    def solve(self, instances: Instances):
+        torch = self._torch
+        p = instances.params
+        stats = self.checkpoint["input"]
+        with torch.inference_mode():
+            x, aerial = network_inputs(instances, stats["log10_beta_mean"], stats["log10_beta_std"])
+            fraction = self.network(x, aerial).double().numpy()
+        return {"power_w": np.clip(power_from_output(fraction, p.p_min_w, p.p_max_w), p.p_min_w, p.p_max_w)}
+
+    @classmethod
+    def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+              report: Callable[[dict], None] | None = None, **options) -> Path:
+        """Train on ``scenarios`` (same M and L) and write the checkpoint; returns its path."""
+        return train(problem, scenarios, seed=seed, out=out, report=report, **options)
+
+
+def network_from_checkpoint(checkpoint: dict, params=None):
+    config = checkpoint["model"]
+    if params is not None:
+        want = 2 * params.n_antennas + 1
+        if config["in_features"] != want or checkpoint["trained_on"]["n_aps"] != params.n_aps:
+            raise CfbenchError(
+                f"checkpoint trained for M = {checkpoint['trained_on']['n_aps']} APs x "
+                f"L = {(config['in_features'] - 1) // 2} antennas; scenario has M = {params.n_aps} x L = {params.n_antennas}")
+    network = build_network(config["in_features"], config["d_cnn"], config["transformer_layers"])
+    network.load_state_dict(checkpoint["state_dict"])
+    return network
+
+
+# --- training --------------------------------------------------------------------------------
+
+def loss_terms(network, batch: dict, params, violation_weight: float, omega_weight: float) -> dict:
+    """Eq. (19) on one batch (one scenario): loss and its parts, per-batch means."""
+    from cfbench.problems import urllc_torch as ut
+
+    fraction = network(batch["x"], batch["aerial"])
+    power = power_from_output(fraction.double(), params.p_min_w, params.p_max_w)
+    sinr = ut.sinr(batch["coefficients"], power, params.n_pilot)
+    terms = ut.tradeoff_terms(params, sinr, power, batch["aerial"])
+    loss_1 = ut.violation_mean(terms["eps"], params.eps_qos).mean()
+    loss_2 = (1.0 / (1.0 + terms["omega"])).mean()
+    return {
+        "loss": violation_weight * loss_1 + omega_weight * loss_2,
+        "loss_1": loss_1, "loss_2": loss_2,
+        "omega": terms["omega"].mean(),
+        "violating_share": (terms["eps"] > params.eps_qos * (1 + 1e-6)).double().mean(),
+    }
+
+
+def _dataset(problem, scenario: str, n: int, seed: int, stats=None):
+    """Instances of ``scenario`` with their network inputs and SINR coefficients."""
+    from cfbench.problems.urllc import SinrCoefficients
+    from cfbench.problems import urllc_torch as ut
+
+    instances = problem.sample(scenario, n, seed)
+    log10_beta = np.log10(instances.beta)
+    if stats is None:
+        stats = {"log10_beta_mean": float(log10_beta.mean()), "log10_beta_std": float(log10_beta.std())}
+    x, aerial = network_inputs(instances, stats["log10_beta_mean"], stats["log10_beta_std"])
+    coefficients = ut.coefficient_tensors(SinrCoefficients.from_instances(instances))
+    return {"scenario": scenario, "params": instances.params, "x": x, "aerial": aerial,
+            "coefficients": coefficients}, stats
+
+
+def _batches(data: dict, index, batch_size: int):
+    for start in range(0, len(index), batch_size):
+        j = index[start:start + batch_size]
+        yield {"x": data["x"][j], "aerial": data["aerial"][j],
+               "coefficients": {k: v[j] for k, v in data["coefficients"].items()}}
+
+
+def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+          report: Callable[[dict], None] | None = None, **options) -> Path:
+    torch = _torch()
+    cfg = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise CfbenchError(f"unknown estpanet training option(s) {', '.join(sorted(unknown))}; "
+                           f"valid: {', '.join(DEFAULTS)}")
+    params = [problem.scenario_params(s) for s in scenarios]
+    shapes = {(p.n_aps, p.n_antennas, p.p_min_w, p.p_max_w) for p in params}
+    if len(shapes) != 1:
+        raise CfbenchError(f"scenarios {', '.join(scenarios)} differ in M, L or the power range; train one model each")
+    seed_everything(seed)
+    log = TrainingLog(report)
+
+    n_total = int(cfg["samples"])
+    n_val = max(1, int(round(cfg["validation_fraction"] * n_total)))
+    start = load_checkpoint(Path(cfg["init"])) if cfg["init"] else None
+    if start is not None:
+        network = network_from_checkpoint(start, params[0])
+        cfg["d_cnn"], cfg["transformer_layers"] = start["model"]["d_cnn"], start["model"]["transformer_layers"]
+    else:
+        network = build_network(2 * params[0].n_antennas + 1, int(cfg["d_cnn"]), int(cfg["transformer_layers"]))
+    data, stats = [], (start["input"] if start is not None else None)
+    for s in scenarios:
+        d, stats = _dataset(problem, s, n_total, TRAIN_SEED_OFFSET + seed, stats)
+        data.append(d)
+    optimiser = torch.optim.Adam(network.parameters(), lr=float(cfg["lr"]))
+    generator = torch.Generator().manual_seed(seed)
+    weights = (float(cfg["violation_weight"]), float(cfg["omega_weight"]))
+
+    def validate() -> dict:
+        network.eval()
+        sums, count = {}, 0
+        with torch.no_grad():
+            for d in data:
+                val = torch.arange(n_total - n_val, n_total)
+                for batch in _batches(d, val, 64):
+                    t = loss_terms(network, batch, d["params"], *weights)
+                    m = len(batch["aerial"])
+                    for k, v in t.items():
+                        sums[k] = sums.get(k, 0.0) + v.item() * m
+                    count += m
+        network.train()
+        return {f"val_{k}": v / count for k, v in sums.items()}
+
+    best, best_state, best_epoch, since_best = math.inf, None, 0, 0
+    initial = validate()
+    log.epoch(epoch=0, **initial)
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        plan = []
+        for i, d in enumerate(data):
+            order = torch.randperm(n_total - n_val, generator=generator)
+            plan += [(i, order[s:s + int(cfg["batch_size"])]) for s in range(0, len(order), int(cfg["batch_size"]))]
+        train_loss, max_grad_norm, skipped = 0.0, 0.0, 0
+        for b in torch.randperm(len(plan), generator=generator).tolist():
+            i, j = plan[b]
+            (batch,) = _batches(data[i], j, len(j))
+            t = loss_terms(network, batch, data[i]["params"], *weights)
+            optimiser.zero_grad()
+            if not torch.isfinite(t["loss"]):
+                skipped += 1
+                continue  # never let one bad batch poison the weights
+            t["loss"].backward()
+            norm = torch.nn.utils.clip_grad_norm_(network.parameters(),
+                                                  float(cfg["grad_clip"]) if cfg["grad_clip"] else math.inf)
+            max_grad_norm = max(max_grad_norm, norm.item())
+            optimiser.step()
+            train_loss += t["loss"].item() / len(plan)
+        values = validate()
+        if values["val_loss"] < best:
+            best, best_epoch, since_best = values["val_loss"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            since_best += 1
+        log.epoch(epoch=epoch, train_loss=train_loss, max_grad_norm=max_grad_norm, skipped_batches=skipped, **values)
+        if cfg["patience"] and since_best >= cfg["patience"]:
+            break
+
+    p0 = params[0]
+    checkpoint = {
+        "model": {"name": "U-ESTPANet", "in_features": 2 * p0.n_antennas + 1, "d_cnn": int(cfg["d_cnn"]),
+                  "transformer_layers": int(cfg["transformer_layers"])},
+        "state_dict": best_state if best_state is not None else network.state_dict(),
+        "input": stats,
+        "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps,
+                       "n_antennas": p0.n_antennas, "p_min_w": p0.p_min_w, "p_max_w": p0.p_max_w},
+        "training": {"seed": seed, **{k: cfg[k] for k in DEFAULTS if k != "init"},
+                     "init": str(cfg["init"]) if cfg["init"] else "", "best_epoch": best_epoch,
+                     "epochs_run": len(log.history) - 1, "train_time_s": log.elapsed_s,
+                     "threads": torch.get_num_threads(), "torch": str(torch.__version__),
+                     "instance_seed": TRAIN_SEED_OFFSET + seed, "n_train_per_scenario": n_total - n_val,
+                     "n_validation_per_scenario": n_val, "history": log.history},
+    }
+    out = Path(out) if out is not None else Path("results") / "weights" / f"estpanet-{'+'.join(scenarios)}-seed{seed}.pt"
+    return save_checkpoint(out, checkpoint)
+
+
+@hookimpl
+def cfbench_solvers():
+    return [EstpaNet]
