@@ -1,0 +1,67 @@
+"""asv benchmarks for ``urllc``: batch evaluation, SCA and U-ESTPANet latency.
+
+Run: ``asv run --python=same --quick --bench urllc``. Solver benchmarks pin one
+thread, as the runner does by default; U-ESTPANet runs under
+``torch.inference_mode()`` with ``torch.get_num_threads() == 1`` (recorded by
+``track_torch_threads``). The paper's figures are 4.23 s (K = 10) and 14.21 s
+(K = 60) for 20 SCA iterations and 0.36 ms per U-ESTPANet forward pass.
+"""
+
+import numpy as np
+
+from cfbench.registry import build_registry
+from cfbench.runner import limit_threads
+
+
+def _problem():
+    return build_registry().problem("urllc")
+
+
+class Evaluate:
+    params = (["k10", "k60", "stress-k60"], [64, 1024])
+    param_names = ["scenario", "n_instances"]
+    timeout = 300
+
+    def setup(self, scenario, n):
+        self.problem = _problem()
+        # sampling draws the (M, K, L) channel estimates too; evaluation needs only beta
+        base = self.problem.sample(scenario, 64, seed=0)
+        self.instances = base[np.arange(n) % 64]
+        p = self.instances.params
+        rng = np.random.default_rng(0)
+        self.decision = {"power_w": np.exp(rng.uniform(np.log(p.p_min_w), np.log(p.p_max_w), (n, p.n_terminals)))}
+
+    def time_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+    def peakmem_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+
+class SolverLatency:
+    """One solve of one instance after setup and a warm-up, as the runner times it."""
+
+    params = (["k10", "k60", "stress-k60"], ["estpanet", "sca", "best-uniform"])
+    param_names = ["scenario", "solver"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, scenario, solver):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("urllc")
+        self.solver = registry.solver("urllc", solver).cls()
+        self.solver.setup(self.problem, scenario)
+        limit_threads(1)  # torch is imported by the learned solver's setup
+        self.instance = self.problem.sample(scenario, 1, seed=5)
+        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
+
+    def time_solve(self, scenario, solver):
+        self.solver.solve(self.instance)
+
+    def track_torch_threads(self, scenario, solver):
+        import sys
+
+        torch = sys.modules.get("torch")
+        return torch.get_num_threads() if torch is not None else 0
