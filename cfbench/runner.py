@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -70,7 +71,11 @@ def _short(exc: BaseException) -> str:
 
 def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instances: Instances,
             warmup: Instances, threads: int) -> None:
-    """Child process: set up, warm up (untimed), then solve indices sent by the parent."""
+    """Child process: set up, warm up (untimed), then solve indices sent by the parent.
+
+    Ctrl-C reaches the whole process group; the worker ignores it so that only
+    the parent decides (it stops its workers and keeps the finished rows)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
     try:
         solver: Solver = solver_cls(**options)
