@@ -66,12 +66,9 @@ class Registry:
             raise CfbenchError(f"empty solver list {spec!r}; valid: all, {', '.join(valid)}")
         for n in names:
             if n not in valid:
-                known = n in self.solver_names()
-                why = "does not support" if known else "unknown solver"
-                raise CfbenchError(
-                    f"{why} {n!r}" + (f" for problem {problem!r}" if known else "")
-                    + f"; valid for {problem!r}: all, {', '.join(valid)}"
-                )
+                what = (f"solver {n!r} does not support problem {problem!r}" if n in self.solver_names()
+                        else f"unknown solver {n!r}")
+                raise CfbenchError(f"{what}; valid for {problem!r}: all, {', '.join(valid)}")
         return list(dict.fromkeys(names))
 
 

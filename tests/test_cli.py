@@ -102,3 +102,9 @@ def test_append_adds_solvers_to_a_run_on_the_same_instances(tmp_path):
     assert other.returncode == 2 and "its seed is 4, this run's is 5" in other.stderr
     both = run_cli(*base, "--solvers", "equal", "--append", "--overwrite")
     assert both.returncode == 2 and "exclude each other" in both.stderr
+
+
+def test_a_solver_of_another_problem_is_named_as_such():
+    res = run_cli("run", "--problem", "urllc", "--scenario", "tiny", "--solvers", "equal")
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert "solver 'equal' does not support problem 'urllc'; valid for 'urllc': all, best-uniform" in res.stderr
