@@ -86,6 +86,9 @@ def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
         [sys.executable, "-m", "cfbench.cli", "run", "--problem", "sum-ee", "--scenario", "tiny",
          "--solvers", "equal,hangs", "--instances", "2", "--out", str(out), "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # a CI job started in the background inherits SIGINT ignored, and Python then installs
+        # no KeyboardInterrupt handler; a terminal's Ctrl-C always finds the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (out / "results.parquet").exists() and time.monotonic() < deadline:
