@@ -92,26 +92,28 @@ def best_common_level(scorer: CandidateScorer, n_grid: int = 200, n_refine: int 
 
 # -- solvers --------------------------------------------------------------------------
 
-class PMax(Solver):
-    name = "p-max"
+class _FixedPower(Solver):
+    """Every terminal at the scenario's power named by ``level`` (``p_max_w`` or ``p_min_w``)."""
+
     kind = "baseline"
     problems = ("urllc",)
+    level: str
+
+    def solve(self, instances: Instances):
+        p = instances.params
+        return {"power_w": np.full((len(instances), p.n_terminals), getattr(p, self.level))}
+
+
+class PMax(_FixedPower):
+    name = "p-max"
+    level = "p_max_w"
     description = "every terminal at p_max (the paper's benchmark)"
 
-    def solve(self, instances: Instances):
-        p = instances.params
-        return {"power_w": np.full((len(instances), p.n_terminals), p.p_max_w)}
 
-
-class PMin(Solver):
+class PMin(_FixedPower):
     name = "p-min"
-    kind = "baseline"
-    problems = ("urllc",)
+    level = "p_min_w"
     description = "every terminal at p_min"
-
-    def solve(self, instances: Instances):
-        p = instances.params
-        return {"power_w": np.full((len(instances), p.n_terminals), p.p_min_w)}
 
 
 class RandomPower(Solver):
