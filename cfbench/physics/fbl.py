@@ -76,7 +76,20 @@ def channel_dispersion_bits2(sinr):
     return channel_dispersion_nats2(sinr) * LOG2_E ** 2
 
 
-def normal_approximation_rate_bits(sinr, blocklength, error_probability, clip_at_zero: bool = True):
+def gaussian_codebook_dispersion_nats2(sinr):
+    """Dispersion ``V(x) = 2x / (1 + x)`` (nat^2) of i.i.d. Gaussian codebooks with
+    nearest-neighbour decoding (Scarlett, Tan and Durisi 2017, ref. [32] of the
+    coexistence paper), the form of that paper's eq. (20). It exceeds the AWGN
+    dispersion ``1 - (1 + x)^-2`` at every ``x > 0`` and tends to 2 (not 1)."""
+    sinr = np.asarray(sinr, dtype=float)
+    return 2.0 * sinr / (1.0 + sinr)
+
+
+DISPERSIONS = {"awgn": channel_dispersion_nats2, "gaussian-codebook": gaussian_codebook_dispersion_nats2}
+
+
+def normal_approximation_rate_bits(sinr, blocklength, error_probability, clip_at_zero: bool = True,
+                                   dispersion: str = "awgn"):
     """Achievable rate at error probability ``eps`` over ``n`` channel uses,
     in bit per channel use (bit/s/Hz): eq. (7) solved for ``R``::
 
@@ -87,10 +100,13 @@ def normal_approximation_rate_bits(sinr, blocklength, error_probability, clip_at
     With ``clip_at_zero`` (default) the rate is ``max(0, R)``, the reading the
     URLLC spec uses for SE and EE (eqs. 8-9); pass ``False`` for the raw value,
     e.g. to check the inverse relation with :func:`error_probability`.
+    ``dispersion`` picks ``V``: ``"awgn"`` (above) or ``"gaussian-codebook"``
+    (:func:`gaussian_codebook_dispersion_nats2`, the coexistence paper's eq. 20).
     """
     sinr = np.asarray(sinr, dtype=float)
     blocklength = np.asarray(blocklength, dtype=float)
-    rate_nats = np.log1p(sinr) - np.sqrt(channel_dispersion_nats2(sinr) / blocklength) * q_inverse(error_probability)
+    variance = DISPERSIONS[dispersion](sinr)
+    rate_nats = np.log1p(sinr) - np.sqrt(variance / blocklength) * q_inverse(error_probability)
     rate_bits = rate_nats * LOG2_E
     return np.maximum(rate_bits, 0.0) if clip_at_zero else rate_bits
 
