@@ -102,7 +102,8 @@ class Score:
 
     ``violation`` maps each constraint name to its non-negative violation
     (0 means satisfied) in the constraint's own unit; ``metrics`` holds the
-    extra per-instance quantities the papers plot.
+    extra per-instance quantities the papers plot: shape (n,) for a scalar per
+    instance, (n, K) for one value per terminal (stored as a list per row).
     """
 
     objective: np.ndarray

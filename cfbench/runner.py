@@ -245,8 +245,9 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
             rows[i]["feasible"] = bool(score.feasible[j]) and np.isfinite(objective)
             for name, v in score.violation.items():
                 rows[i][f"viol_{name}"] = float(v[j])
-            for name, v in score.metrics.items():
-                rows[i][f"metric_{name}"] = float(v[j])
+            for name, v in score.metrics.items():  # per-terminal metrics are kept as lists
+                value = np.asarray(v[j], dtype=float)
+                rows[i][f"metric_{name}"] = float(value) if value.ndim == 0 else value.ravel().tolist()
     assert len(rows) == n
     return pd.DataFrame(rows)
 
