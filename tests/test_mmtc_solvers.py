@@ -1,0 +1,136 @@
+"""``mmtc`` solvers: the heuristics and OPC (sequential FP + Dinkelbach)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cfbench.plugins.mmtc_baselines import (
+    HEURISTICS, FractionalPowerControl, GeneralisedFractionalPowerControl, UniformPowerControl)
+from cfbench.plugins.mmtc_opc import InstanceData, SequentialFractionalProgramming, SurrogateModel, rate_threshold_sinr
+from cfbench.problems.mmtc import Mmtc, coefficients, device_spectral_rate
+from cfbench.testing import check_solver
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return Mmtc()
+
+
+@pytest.mark.parametrize("solver", [UniformPowerControl, FractionalPowerControl, GeneralisedFractionalPowerControl])
+def test_heuristics_meet_the_solver_contract(solver):
+    check_solver(solver)
+
+
+def test_g_fpc_follows_the_printed_rule_and_rejects_kappa_outside_the_range(problem):
+    inst = problem.sample("ku2-kd10-m10-ms5", 2, seed=0)
+    d = GeneralisedFractionalPowerControl(kappa=-1.0).solve(inst)
+    gu = np.einsum("nmk,nmk->nk", inst.user_gain, inst.user_serving)
+    gd = np.einsum("nmk,nmk->nk", inst.device_gain, inst.device_serving)
+    c = np.maximum((1 / gu).max(axis=1), (1 / gd).max(axis=1))[:, None]
+    np.testing.assert_allclose(d["user_power_w"], 0.1 / gu / c)
+    np.testing.assert_allclose(d["device_power_w"], 0.01 / gd / c)
+    assert np.isclose(max(d["user_power_w"].max() / 0.1, d["device_power_w"].max() / 0.01), 1.0)
+    with pytest.raises(ValueError, match="kappa"):
+        GeneralisedFractionalPowerControl(kappa=1.5)
+
+
+def test_rate_threshold_is_the_upper_root_of_eq_20():
+    penalty = math.log2(math.e) / 10 * 3.090232306167813
+    for rate_min in (0.05, 0.263, 1.0, 3.0):
+        rho = rate_threshold_sinr(rate_min, penalty)
+        rate = lambda r: math.log2(1 + r) - penalty * math.sqrt(2 * r / (1 + r))  # noqa: E731
+        assert rate(rho) == pytest.approx(rate_min, abs=1e-9)
+        assert rate(rho * (1 - 1e-6)) < rate_min
+
+
+def test_surrogate_is_a_tight_minorant_of_the_device_rate(problem):
+    """(27)-(28) and (33): R~(z; z_bar) <= R(z) everywhere, equal with equal slope at z_bar."""
+    inst = problem.sample("ku2-kd10-m10-ms5", 1, seed=7)
+    params, c = inst.params, coefficients(inst)
+    data = InstanceData(params, c, 0)
+    model = SurrogateModel(params, data)
+    rng = np.random.default_rng(0)
+
+    def raw_rate(z):  # eq. (20) without the clip at 0, which the surrogate does not model
+        user, device = data.split(z, params)
+        rho = c.device_sinr(user[None], device[None])[0]
+        return np.log2(1 + rho) - params.fbl_penalty * np.sqrt(2 * rho / (1 + rho))
+
+    for _ in range(20):
+        z_bar = np.exp(rng.uniform(np.log(1e-4), 0, 12))
+        lin = model.linearise(z_bar)
+        np.testing.assert_allclose(model.surrogate_rate(lin, z_bar), raw_rate(z_bar), rtol=1e-9, atol=1e-12)
+        for _ in range(10):
+            z = np.exp(rng.uniform(np.log(1e-5), 0, 12))
+            assert np.all(model.surrogate_rate(lin, z) <= raw_rate(z) + 1e-9)
+        direction = rng.standard_normal(12) * z_bar
+        h = 1e-6
+        slope = (model.surrogate_rate(lin, z_bar + h * direction) - model.surrogate_rate(lin, z_bar - h * direction)) / 2
+        true_slope = (raw_rate(z_bar + h * direction) - raw_rate(z_bar - h * direction)) / 2
+        np.testing.assert_allclose(slope / h, true_slope / h, rtol=1e-4, atol=1e-6)
+
+
+def test_opc_meets_the_solver_contract():
+    check_solver(SequentialFractionalProgramming, n_instances=2)
+
+
+def test_opc_rejects_unknown_start_points(problem):
+    solver = SequentialFractionalProgramming(starts="upc,nope")
+    with pytest.raises(ValueError, match="unknown OPC start 'nope'"):
+        solver.setup(problem, "tiny")
+
+
+@pytest.fixture(scope="module")
+def opc_runs(problem):
+    """OPC and the heuristics on tiny and default drops."""
+    out = {}
+    for scenario, n in (("tiny", 6), ("ku2-kd10-m10-ms5", 2)):
+        inst = problem.sample(scenario, n, seed=11)
+        solver = SequentialFractionalProgramming()
+        solver.setup(problem, scenario)
+        solution = solver.solve(inst)
+        scores = {cls.name: problem.evaluate(inst, cls().solve(inst)) for cls in HEURISTICS}
+        out[scenario] = (inst, solution, problem.evaluate(inst, solution.decision), scores)
+    return out
+
+
+@pytest.mark.parametrize("scenario", ["tiny", "ku2-kd10-m10-ms5"])
+def test_opc_trace_never_decreases(opc_runs, scenario):
+    _, solution, score, _ = opc_runs[scenario]
+    for trace, objective in zip(solution.trace, score.objective):
+        assert len(trace) >= 2
+        assert np.all(np.diff(trace) >= -1e-9 * trace[-1])
+        assert trace[-1] == pytest.approx(objective, rel=1e-9)  # the trace is the evaluator's objective
+
+
+@pytest.mark.parametrize("scenario", ["tiny", "ku2-kd10-m10-ms5"])
+def test_opc_is_feasible_and_beats_every_feasible_heuristic(opc_runs, scenario):
+    _, _, score, heuristics = opc_runs[scenario]
+    assert score.feasible.all()
+    for name, h in heuristics.items():
+        better = score.objective[h.feasible] > h.objective[h.feasible]
+        assert better.all(), f"OPC does not beat {name}"
+
+
+def test_opc_meets_the_embb_rate_constraint_with_equality(opc_runs):
+    """Figs. 7-8: 'the QoS constraint C4 is indeed achieved with equality'."""
+    for scenario in opc_runs:
+        _, _, score, _ = opc_runs[scenario]
+        np.testing.assert_allclose(score.metrics["min_user_rate_mbps"], 1.0, rtol=1e-3)
+
+
+def test_opc_reports_infeasible_drops_through_the_evaluator(problem):
+    """With an unreachable SINR floor no start exists: OPC returns UPC, judged infeasible."""
+    import dataclasses
+    inst = problem.sample("tiny", 1, seed=0)
+    hard = dataclasses.replace(inst.params, sinr_min_db=60.0)
+    inst = dataclasses.replace(inst, params=hard)
+    solver = SequentialFractionalProgramming()
+    solver.setup(problem, "tiny")
+    solution = solver.solve(inst)
+    assert solution.trace == [[]]
+    assert not problem.evaluate(inst, solution.decision).feasible[0]
+    assert device_spectral_rate(1e6, hard) > 0
