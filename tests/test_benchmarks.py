@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
-SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc"]
+SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc", "benchmarks.bench_mmtc"]
 
 
 def _benchmarks():

@@ -1,0 +1,79 @@
+"""asv benchmarks for ``mmtc``: batch evaluation, OPC per drop, opc-fast per drop and per batch.
+
+Run: ``asv run --python=same --quick --bench mmtc``. Solvers run on one thread.
+The paper gives no timings, only O((K_u + K_d)^3.5) per Dinkelbach step;
+``scripts/mmtc_opc_scaling.py`` fits the measured growth.
+"""
+
+import numpy as np
+
+from cfbench.registry import build_registry
+from cfbench.runner import limit_threads
+
+
+def _problem():
+    return build_registry().problem("mmtc")
+
+
+class Evaluate:
+    params = (["ku2-kd10-m10-ms5", "scale-k32"], [64, 1024])
+    param_names = ["scenario", "n_instances"]
+    timeout = 300
+
+    def setup(self, scenario, n):
+        self.problem = _problem()
+        base = self.problem.sample(scenario, 64, seed=0)
+        self.instances = base[np.arange(n) % 64]
+        p = self.instances.params
+        rng = np.random.default_rng(0)
+        self.decision = {"user_power_w": rng.uniform(0, p.user_max_power_w, (n, p.n_users)),
+                         "device_power_w": rng.uniform(0, p.device_max_power_w, (n, p.n_devices))}
+
+    def time_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+    def peakmem_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+
+class SolverLatency:
+    """One solve of one drop after setup and a warm-up, as the runner times it."""
+
+    params = (["tiny", "ku2-kd10-m10-ms5"], ["opc", "opc-fast", "g-fpc"])
+    param_names = ["scenario", "solver"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, scenario, solver):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("mmtc")
+        self.solver = registry.solver("mmtc", solver).cls()
+        self.solver.setup(self.problem, scenario)
+        self.instance = self.problem.sample(scenario, 1, seed=5)
+        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
+
+    def time_solve(self, scenario, solver):
+        self.solver.solve(self.instance)
+
+
+class FastOpcBatch:
+    """opc-fast on a batch (the label-generation path): time per batch of 64 drops."""
+
+    params = (["tiny", "ku2-kd10-m10-ms5"],)
+    param_names = ["scenario"]
+    timeout = 600
+    number = 1
+    repeat = (1, 2, 120.0)
+
+    def setup(self, scenario):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("mmtc")
+        self.solver = registry.solver("mmtc", "opc-fast").cls()
+        self.solver.setup(self.problem, scenario)
+        self.instances = self.problem.sample(scenario, 64, seed=7)
+
+    def time_solve_batch_of_64(self, scenario):
+        self.solver.solve(self.instances)
