@@ -159,7 +159,7 @@ class LevelTest:
 class FixedPointMaxMin(Solver):
     """Fast OPC: global max-min EE by bisection with a monotone fixed point. Options:
     ``rel_gap`` (1e-6: bisection stops when the level bracket is this tight),
-    ``max_iterations`` (100 per level; a level not reached by then counts as infeasible), ``tolerance`` (1e-10: relative power change
+    ``max_iterations`` (300 per level; a level not reached by then counts as infeasible), ``tolerance`` (1e-10: relative power change
     that counts as converged)."""
 
     name = "opc-fast"
@@ -170,7 +170,7 @@ class FixedPointMaxMin(Solver):
     def solve(self, instances):
         params = instances.params
         c = coefficients(instances)
-        test = LevelTest(params, c, int(self.options.get("max_iterations", 100)),
+        test = LevelTest(params, c, int(self.options.get("max_iterations", 300)),
                          float(self.options.get("tolerance", 1e-10)))
         rel_gap = float(self.options.get("rel_gap", 1e-6))
         n = len(instances)

@@ -34,10 +34,12 @@ Monotonicity. The surrogate is a minorant tight at ``theta_bar`` and
 ``theta_bar`` is feasible for (31), so every outer step cannot lower the
 true min EE (up to the inner tolerance); a step that would lower it is
 rejected and the loop stops. The solver's trace is the true min EE (Mbit/J)
-after each outer step. Start: the better of UPC and the least-device-power
-point of the linear constraints (an LP), among those feasible; when that LP is
-infeasible no power vector meets the instance's constraints and the solver
-returns UPC, which the evaluator reports as infeasible.
+after each outer step. Start: among UPC, FPC, G-FPC and the least-device-power point
+of the linear constraints (an LP), the feasible one with the best true min EE
+(the least-power point under (21), whose static power is small; G-FPC under
+Algorithm 2's EE); when the LP is infeasible no power vector meets the
+instance's constraints and the solver returns UPC, which the evaluator reports
+as infeasible.
 
 Numerics. Variables are powers over budgets (``x = p / P``, ``y = q / Q``),
 rates in Mbit/s and EE in Mbit/J, each SINR row divided by its noise term; one
@@ -62,7 +64,7 @@ from cfbench.problems.mmtc import coefficients, performance
 LN2 = math.log(2.0)
 MARGIN = 1e-6
 START_POINTS = ("upc", "fpc", "g-fpc", "least-power")
-DEFAULT_STARTS = ("least-power",)  # relative tightening of the SINR thresholds
+DEFAULT_STARTS = START_POINTS  # relative tightening of the SINR thresholds
 
 
 def rate_threshold_sinr(rate_min: float, penalty: float) -> float:
@@ -212,8 +214,10 @@ class SequentialFractionalProgramming(Solver):
     ``max_outer`` (300), ``max_inner`` (30), ``outer_tol`` (theta_0 = 1e-8, relative
     squared step), ``inner_tol`` (F_0 = 1e-7 Mbit/J), ``trust_region`` (10: a step
     changes each power by at most this factor), ``starts`` (comma-separated subset of
-    ``upc, fpc, g-fpc, least-power``, default ``least-power``; the best result is
-    kept), ``extrapolate`` (True: monotone geometric extrapolation of each step)."""
+    ``upc, fpc, g-fpc, least-power``, default all: the run starts from the feasible
+    candidate with the best true min EE), ``multistart`` (False: True runs from every
+    feasible candidate and keeps the best), ``extrapolate`` (True: monotone geometric
+    extrapolation of each step)."""
 
     name = "opc"
     kind = "iterative"
@@ -229,6 +233,7 @@ class SequentialFractionalProgramming(Solver):
         self.inner_tol = float(self.options.get("inner_tol", 1e-7))
         self.trust_region = float(self.options.get("trust_region", 10.0))
         self.extrapolate = bool(self.options.get("extrapolate", True))
+        self.multistart = bool(self.options.get("multistart", False))
         starts = self.options.get("starts", DEFAULT_STARTS)
         self.starts = tuple(starts.split(",")) if isinstance(starts, str) else tuple(starts)
         unknown = sorted(set(self.starts) - set(START_POINTS))
@@ -330,7 +335,8 @@ class SequentialFractionalProgramming(Solver):
         return z_bar, trace, inner_total
 
     def solve_one(self, params, coeffs, i: int, heuristic_starts: dict[str, np.ndarray]):
-        """Best result over the feasible starting points; returns (z, trace, outer steps, start name)."""
+        """Run from the best feasible starting point (or from each, with ``multistart``);
+        returns (z, trace, outer steps, start name)."""
         data = InstanceData(params, coeffs, i)
         model = SurrogateModel(params, data)
         row = _row(coeffs, i)
@@ -344,6 +350,9 @@ class SequentialFractionalProgramming(Solver):
             z = self.least_power_point(data)
             if z is not None:
                 starts["least-power"] = z
+        if not self.multistart and starts:  # one run, from the candidate with the best true min EE
+            name = max(starts, key=lambda k: min_ee(starts[k]))
+            starts = {name: starts[name]}
         best = None
         for name, z0 in starts.items():
             z, trace, _ = self.sequential_fp(model, z0, min_ee)

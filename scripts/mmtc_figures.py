@@ -75,12 +75,14 @@ def cdf_plot(path: Path, curves: dict[str, pd.DataFrame], column: str, xlabel: s
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (label, rows) in enumerate(curves.items()):
         colour = f"C{i}"
+        labelled = False
         for feasible, style in ((True, "-"), (False, ":")):
             x = np.sort(per_terminal(rows, column, feasible))
             x = x[x > 0] if log_x else x
             if x.size:
                 ax.plot(x, np.arange(1, x.size + 1) / x.size, style, color=colour,
-                        label=label if feasible else None)
+                        label=None if labelled else label + ("" if feasible else " (no feasible drop)"))
+                labelled = True
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel + " (dotted: infeasible drops)")
@@ -123,6 +125,13 @@ def main(folder: Path) -> None:
                 common = best.index.intersection(mine.index)
                 frame.loc[s, "beats best feasible heuristic %"] = 100 * np.mean(mine[common] > best[common])
                 frame.loc[s, "median gain over best heuristic x"] = np.median(mine[common] / best[common])
+                for h in ("upc", "fpc", "g-fpc"):  # "at least 40 % of the devices have better performance"
+                    theirs = rows[(rows.solver == h) & rows.feasible].set_index("instance")
+                    both = mine.index.intersection(theirs.index)
+                    ours = rows[rows.solver == s].set_index("instance").loc[both, "metric_device_ee_mbit_per_j"]
+                    gain = [np.asarray(a) > np.asarray(b)
+                            for a, b in zip(ours, theirs.loc[both, "metric_device_ee_mbit_per_j"])]
+                    frame.loc[s, f"devices above {h} %"] = 100 * np.mean(np.concatenate(gain)) if gain else np.nan
                 latency = rows[rows.solver == s].latency_s
                 frame.loc[s, "median latency s"] = latency.median()
         parts += [f"## Figs. 7-8: power control on `{scenario}`\n", table(frame, "solver"), ""]
