@@ -158,7 +158,9 @@ class LevelTest:
 
 class FixedPointMaxMin(Solver):
     """Fast OPC: global max-min EE by bisection with a monotone fixed point. Options:
-    ``rel_gap`` (1e-6: bisection stops when the level bracket is this tight),
+    ``rel_gap`` (1e-4: bisection stops when the level bracket is this tight; the
+    fixed point needs ever more steps as the level nears the optimum, so the last
+    digits are the expensive ones),
     ``max_iterations`` (300 per level; a level not reached by then counts as infeasible), ``tolerance`` (1e-10: relative power change
     that counts as converged)."""
 
@@ -172,7 +174,7 @@ class FixedPointMaxMin(Solver):
         c = coefficients(instances)
         test = LevelTest(params, c, int(self.options.get("max_iterations", 300)),
                          float(self.options.get("tolerance", 1e-10)))
-        rel_gap = float(self.options.get("rel_gap", 1e-6))
+        rel_gap = float(self.options.get("rel_gap", 1e-4))
         n = len(instances)
         # bracket: level 0 is feasible iff C2-C5 are; psi R(lambda / nu) / Theta bounds every EE
         lo = np.zeros(n)

@@ -146,9 +146,9 @@ def test_fast_opc_meets_the_solver_contract():
 @pytest.mark.parametrize("scenario", ["tiny", "ku2-kd10-m10-ms5"])
 def test_fast_opc_reaches_opc_answers_within_its_tolerance(problem, opc_runs, scenario):
     """Both solve (21); the fast method is global, so it may only match or exceed OPC.
-    Stated agreement: 1e-3 relative on the min EE at the default options (levels whose
-    fixed point needs more than ``max_iterations`` steps count as infeasible, which
-    costs up to ~2e-4 here; ``max_iterations=1000`` brings it to ~1e-6)."""
+    Stated agreement: 1e-3 relative on the min EE at the default options (the
+    bisection stops at a 1e-4 bracket, and levels whose fixed point needs more than
+    ``max_iterations`` steps count as infeasible)."""
     from cfbench.plugins.mmtc_fixed_point import FixedPointMaxMin
     inst, _, opc_score, _ = opc_runs[scenario]
     fast = problem.evaluate(inst, FixedPointMaxMin().solve(inst).decision)
