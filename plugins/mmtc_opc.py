@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import fields, replace
 
 import cvxpy as cp
 import numpy as np
@@ -171,7 +172,7 @@ class SurrogateModel:
     """Surrogate rate R~_d(z; z_bar) and EE of one instance in Mbit/s and Mbit/J."""
 
     def __init__(self, params, data: InstanceData) -> None:
-        self.p, self.d = params, data
+        self.d = data
         self.psi = 1e-6 * params.psi_hz * params.device_prb_share          # Mbit/s per bit/s/Hz
         self.cost = params.device_spreading * params.amplifier_inefficiency * params.device_max_power_w
         self.static = params.static_power_total_w
@@ -387,7 +388,6 @@ class SequentialFractionalProgramming(Solver):
 
 def _row(coeffs, i: int):
     """The coefficients of instance ``i`` as a batch of one."""
-    from dataclasses import fields, replace
     return replace(coeffs, **{f.name: getattr(coeffs, f.name)[i:i + 1] for f in fields(coeffs)})
 
 
