@@ -168,18 +168,22 @@ class Problem:
         """Draw one instance (arrays without the batch axis) from ``rng``."""
         raise NotImplementedError
 
-    def sample(self, scenario: str, n: int, seed: int = 0) -> Instances:
-        """``n`` instances; instance ``i`` is drawn from ``PCG64(SeedSequence([seed, i]))``,
-        so any prefix of a batch is the smaller batch, on every machine."""
+    def sample(self, scenario: str, n: int, seed: int = 0, start: int = 0) -> Instances:
+        """``n`` instances with stream indices ``start .. start + n - 1``; instance ``i`` is
+        drawn from ``PCG64(SeedSequence([seed, i]))``, so any prefix of a batch is the
+        smaller batch and any slice of a stream can be drawn alone, on every machine."""
         params = self.scenario_params(scenario)
         if n < 1:
             raise CfbenchError(f"number of instances must be >= 1, got {n}")
+        if start < 0:
+            raise CfbenchError(f"first instance index must be >= 0, got {start}")
+        index = np.arange(start, start + n)
         draws = [
-            self.sample_one(params, np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i]))))
-            for i in range(n)
+            self.sample_one(params, np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, int(i)]))))
+            for i in index
         ]
         arrays = {k: np.stack([d[k] for d in draws]) for k in draws[0]}
-        return Instances(self.name, scenario, seed, np.arange(n), arrays, params)
+        return Instances(self.name, scenario, seed, index, arrays, params)
 
     def evaluate(self, instances: Instances, decision: Decision) -> Score:
         raise NotImplementedError

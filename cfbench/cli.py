@@ -1,4 +1,4 @@
-"""``cfbench list | run | report | train``.
+"""``cfbench list | run | report | dataset | train``.
 
 Bad input (unknown problem, scenario or solver, a bad number) prints one line
 ``cfbench: error: ...`` naming the bad value and the valid choices and exits
@@ -209,10 +209,49 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_dataset(args) -> int:
+    from tqdm import tqdm
+
+    from cfbench import dataset
+    from cfbench.runner import limit_threads
+
+    reg = build_registry()
+    _warn(reg)
+    problem = reg.problem(args.problem)
+    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
+    if not scenarios:
+        raise CfbenchError(f"empty scenario list {args.scenario!r}; valid: {', '.join(problem.scenarios)}")
+    for s in scenarios:
+        problem.scenario_params(s)
+    provided = reg.solver(args.problem, args.labels)
+    if args.seed is None:
+        args.seed = dataset.DEFAULT_SEED
+    limit_threads(args.threads)
+    solver = provided.cls(**dict(args.set or []))
+    n_shards = -(-args.samples // args.shard_size)
+    bar = tqdm(total=len(scenarios) * n_shards * args.shard_size, desc="labelling", unit="sample",
+               file=sys.stderr, disable=args.quiet or None)
+    try:
+        for s in scenarios:
+            bar.set_postfix_str(s)
+            solver.setup(problem, s)
+            manifest = dataset.build(problem, solver, s, args.samples, Path(args.out), seed=args.seed,
+                                     shard_size=args.shard_size, on_progress=bar.update, version=__version__)
+            bar.write(f"{Path(args.out) / s}: {manifest['samples']} samples, labels by {args.labels}, "
+                      f"{manifest['label_seconds_total']:.0f} s of labelling in total")
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"cfbench: interrupted; finished shards kept in {args.out}; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cfbench", description="Benchmark power control methods for cell-free massive MIMO.")
     parser.add_argument("--version", action="version", version=f"cfbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,train}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,dataset,train}", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("list", help="problems with their scenarios; solvers with kind, problems and plugin",
@@ -245,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS[1:] + ("text",), default="text",
                    help="markdown, csv, json or text (default text)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dataset", help="label seeded instances with a solver (training data; resumable)",
+                       description="Draw seeded instances of one or more scenarios, label them with a solver "
+                                   "in shards and store DIR/<scenario>/shard-*.npz plus manifest.json "
+                                   "(format: cfbench.dataset). Rerunning the command resumes or extends it.")
+    p.add_argument("--problem", required=True, help="problem name (see 'cfbench list')")
+    p.add_argument("--scenario", required=True, help="scenario, or comma-separated scenarios")
+    p.add_argument("--labels", required=True, metavar="SOLVER", help="solver whose decisions are the labels")
+    p.add_argument("--samples", type=_positive_int, required=True, help="instances per scenario")
+    p.add_argument("--seed", type=_seed, default=None, help="instance stream seed (default: cfbench.dataset.DEFAULT_SEED)")
+    p.add_argument("--shard-size", type=_positive_int, default=32, help="instances per shard (default 32)")
+    p.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE", help="label solver option")
+    p.add_argument("--threads", type=_positive_int, default=1, help="threads (default 1)")
+    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder (one subfolder per scenario)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("train", help="train a learned solver and write its weights",
                        description="Train a learned solver on seeded instances of one or more scenarios "

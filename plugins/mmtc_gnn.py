@@ -1,0 +1,435 @@
+"""``het-gnn``: the heterogeneous line-graph attention GNN of the coexistence paper (Section VI).
+
+Graph (Section VI-A). Every AP-terminal link is a node: ``M K_u`` AP-user nodes
+``(m, u)`` with feature ``h(0) = alpha_mu`` and ``M K_d`` AP-device nodes
+``(m, d)`` with ``g(0) = beta_md`` (LSF only, as the paper; features are
+``log10`` of the noise-normalised LSF, standardised with the training set's
+mean and deviation per node type, footnote 8). Two nodes are connected when
+they share an AP, a user or a device, giving six directed edge types::
+
+    AP_uu  (m,u') -> (m,u)     AP_dd  (m,d') -> (m,d)
+    AP_ud  (m,u)  -> (m,d)     AP_du  (m,d)  -> (m,u)
+    user   (m',u) -> (m,u)     device (m',d) -> (m,d)          (no self-loops)
+
+and every edge carries the one-hot attribute of Table I: whether its source
+and its destination link is active (the AP serves the terminal, ``a_mu``,
+``b_md``).
+
+Layer (Section VI-B, eqs. 37-41). For each edge type ``*`` into a node type
+and each head ``c`` (head size ``d = width / C``)::
+
+    Phi_*c(i) = L1(h_i) + sum_{i' in N_*(i)} alpha_*c(i, i') (L2(h_i') + L3(attr(i, i')))       (39)-(40)
+    alpha_*c(i, i') = softmax_{i'} (L4(h_i)^T (L5(h_i') + L3(attr(i, i'))) / sqrt(d))           (41)
+
+the heads are concatenated, the edge types into the node type summed (38),
+then ``h(t+1) = LayerNorm(ReLU(.))`` (37). Widths ``[1, 32, 32, 64, 64, 32, 32]``,
+``C = 4`` heads, then a linear ``Lambda_out`` to one value per node (``T = 7``
+layers). Readout (36): average over the ``M`` APs, sigmoid, times the
+budget ``P_u`` / ``Q_d``. Every neighbourhood is complete (all terminals of an
+AP, all APs of a terminal), so the layer is computed densely, as attention
+along the terminal axis or the AP axis of ``(batch, M, K, width)`` tensors:
+the cost grows with the number of edges ``M K (K - 1) + K M (M - 1)``, and the
+network is equivariant to permutations of users, devices and APs by
+construction (``tests/test_mmtc_gnn.py`` checks it). One network serves any
+``(K_u, K_d, M, M_s)``.
+
+Loss (eqs. 42-44), per batch::
+
+    L = alpha MSE(log theta_hat, log theta) + (1 - alpha) L_EE + beta (lambda v + rho / 2 v^2)
+
+``theta`` the labels (powers of the fast OPC, :mod:`cfbench.plugins.mmtc_fixed_point`:
+the global optimum of (21)); ``L_EE`` the MSE of every device's EE relative
+to the label's EE (the paper's ``MSE(EE(theta_hat), EE(theta))`` made
+scale-free, since the five settings' EEs differ by factors of several); ``v``
+the mean over the batch of ``ReLU(1 - min_u R_u(theta_hat) / R^eMBB+)`` (the
+C4 shortfall, relative); ``lambda <- max(0, lambda + rho v)`` after every step
+(projected dual ascent). Option ``constraints="c3-c5"`` adds the relative C3
+and C5 shortfalls of the worst device to ``v``. EE and rates come from
+:mod:`cfbench.problems.mmtc_torch` (tested equal to the evaluator). AdamW,
+lr 1e-4, weight decay 1e-4, batch 32 (Section VI-C); batches never mix
+settings. Drops whose label is infeasible are left out. The readout bias
+starts at the logit of the labels' mean log power fraction (at lr 1e-4 the
+network would otherwise spend epochs walking down from half the budget to the
+optimum's microwatts). The epoch with the best validation score (the loss
+without the multiplier's drift) is kept.
+
+Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
+:mod:`cfbench.dataset`); split 80/10/10 in stream order (the last 10 % is the
+held-out test part, never read in training). Weights: ``SHIPPED_WEIGHTS``;
+``cfbench train --solver het-gnn --problem mmtc --scenario S1,...`` retrains
+(README lists the exact commands).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cfbench import Instances, Solver, hookimpl
+from cfbench.api import CfbenchError
+from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+TABLE_II = ("ku2-kd10-m10-ms5", "ku2-kd10-m10-ms1", "ku2-kd10-m5-ms5", "ku1-kd10-m10-ms5", "ku1-kd5-m10-ms5")
+#: one model for every scenario (trained on the five Table II settings; other scenarios test generalisation)
+SHIPPED_WEIGHTS = "het-gnn-mmtc.pt"
+WIDTHS = (32, 32, 64, 64, 32, 32)
+HEADS = 4
+#: edge types into each node type: (name, source node type, axis the neighbourhood runs along)
+EDGE_TYPES = {
+    "user": (("ap_uu", "user", "terminal"), ("ap_du", "device", "terminal"), ("user", "user", "ap")),
+    "device": (("ap_dd", "device", "terminal"), ("ap_ud", "user", "terminal"), ("device", "device", "ap")),
+}
+CONSTRAINTS = ("c4", "c3-c5")
+
+DEFAULTS = {
+    "data": "data/mmtc-gnn",   # cfbench dataset folder (one subfolder per scenario)
+    "samples": None,           # per scenario (None: every labelled sample of the folder)
+    "epochs": 100,
+    "batch_size": 32,
+    "lr": 1e-4,
+    "weight_decay": 1e-4,
+    "alpha": 0.5,              # weight of the log-power MSE in (42)
+    "beta": 1.0,               # augmented Lagrangian on (1) or off (0), (43)
+    "rho": 1.0,                # penalty parameter of (44)
+    "constraints": "c4",       # "c4" (the paper's v) or "c3-c5"
+    "validation_fraction": 0.1,
+    "test_fraction": 0.1,
+    "patience": 0,             # stop after this many epochs without a better validation loss (0: never)
+    "init": None,              # checkpoint to start from
+}
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+# --- the network ----------------------------------------------------------------------------
+
+def build_network(widths=WIDTHS, heads: int = HEADS):
+    torch = _torch()
+    nn = torch.nn
+    types = [(name, src, dst, axis) for dst, ts in EDGE_TYPES.items() for name, src, axis in ts]
+
+    def attend(q, k, v, e, active_dst, active_src, exclude_self: bool):
+        """Eqs. (40)-(41) for one edge type, all heads. ``q`` (B, G, D, H, c), ``k``, ``v``
+        (B, G, S, H, c): every source of group ``g`` neighbours every destination of that group
+        (minus itself when both are the same set); ``e`` (4, H, c) = Lambda^3 of the Table I
+        one-hot with index ``2 a_src + a_dst``; ``active_*`` (B, G, D|S) in {0, 1}.
+        Returns the messages summed over the neighbours, (B, G, D, H, c)."""
+        D, c = q.shape[2], q.shape[-1]
+        a_d = active_dst.long()
+        e_inactive, e_active = e[a_d], e[2 + a_d]                         # (B, G, D, H, c) by source activity
+        s_act = active_src[:, :, None, None, :]                           # (B, G, 1, 1, S)
+        score = torch.einsum("bgdhc,bgshc->bghds", q, k)              # q^T Lambda^5 h_src
+        qe0 = (q * e_inactive).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)  # q^T Lambda^3 attr, inactive source
+        qe1 = (q * e_active).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)
+        score = (score + qe0 + (qe1 - qe0) * s_act) / math.sqrt(c)
+        if exclude_self:
+            score = score.masked_fill(torch.eye(D, dtype=torch.bool), float("-inf"))
+        weight = torch.softmax(score, dim=-1)                             # (B, G, H, D, S)
+        message = torch.einsum("bghds,bgshc->bgdhc", weight, v)
+        w_act = (weight * s_act).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)  # attention mass on active sources
+        return message + e_inactive + (e_active - e_inactive) * w_act
+
+    class Layer(nn.Module):
+        """One update (37)-(39) of both node types. The root terms ``Lambda^1`` of the three
+        edge types into a node type are summed in (38), so they are one linear map per node
+        type; queries (Lambda^4) into a node type and keys/values (Lambda^5, Lambda^2) out of it
+        are computed with one fused linear map each (the same functions, fewer calls)."""
+
+        def __init__(self, width_in: int, width_out: int) -> None:
+            super().__init__()
+            if width_out % heads:
+                raise ValueError(f"width {width_out} not divisible by {heads} heads")
+            self.width, self.head_size = width_out, width_out // heads
+            self.root = nn.ModuleDict({t: nn.Linear(width_in, width_out) for t in EDGE_TYPES})
+            self.query = nn.ModuleDict({t: nn.Linear(width_in, 3 * width_out) for t in EDGE_TYPES})
+            self.key_value = nn.ModuleDict({t: nn.Linear(width_in, 2 * 3 * width_out) for t in EDGE_TYPES})
+            self.edge = nn.ParameterDict({name: nn.Parameter(torch.randn(4, width_out) / 2.0)
+                                          for name, _, _, _ in types})
+            self.norm = nn.ModuleDict({t: nn.LayerNorm(width_out) for t in EDGE_TYPES})
+
+        def forward(self, x: dict, active: dict) -> dict:
+            B, M = x["user"].shape[:2]
+            H, c = heads, self.head_size
+            q = {t: self.query[t](x[t]).view(B, M, -1, 3, H, c) for t in EDGE_TYPES}
+            kv = {t: self.key_value[t](x[t]).view(B, M, -1, 2, 3, H, c) for t in EDGE_TYPES}
+            out = {t: self.root[t](x[t]) for t in EDGE_TYPES}
+            for name, src, dst, axis in types:
+                i = [n for n, _, d, _ in types if d == dst].index(name)   # slot among the dst's queries
+                j = [n for n, s, _, _ in types if s == src].index(name)   # slot among the src's keys/values
+                qi, ki, vi = q[dst][:, :, :, i], kv[src][:, :, :, 0, j], kv[src][:, :, :, 1, j]
+                e = self.edge[name].view(4, H, c)
+                if axis == "terminal":   # neighbours share the AP: groups = APs, members = terminals
+                    if src == dst and ki.shape[2] == 1:
+                        continue         # no neighbour (K_u = 1): the root term only
+                    m = attend(qi, ki, vi, e, active[dst], active[src], src == dst)
+                else:                    # neighbours share the terminal: groups = terminals, members = APs
+                    m = attend(qi.transpose(1, 2), ki.transpose(1, 2), vi.transpose(1, 2), e,
+                               active[dst].transpose(1, 2), active[src].transpose(1, 2), src == dst).transpose(1, 2)
+                out[dst] = out[dst] + m.reshape(B, M, -1, H * c)
+            return {t: self.norm[t](torch.relu(out[t])) for t in EDGE_TYPES}
+
+    class HeterogeneousGNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            sizes = (1, *widths)
+            self.layers = nn.ModuleList(Layer(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.out = nn.ModuleDict({t: nn.Linear(sizes[-1], 1) for t in EDGE_TYPES})   # Lambda_out
+
+        def forward(self, features: dict, active: dict) -> dict:
+            """``features[t]`` (B, M, K_t) standardised log-LSF, ``active[t]`` (B, M, K_t) 0/1;
+            returns the pre-sigmoid logits (B, K_t), averaged over the APs (36)."""
+            x = {t: f.unsqueeze(-1) for t, f in features.items()}
+            for layer in self.layers:
+                x = layer(x, active)
+            return {t: self.out[t](x[t]).squeeze(-1).mean(dim=1) for t in EDGE_TYPES}
+
+    return HeterogeneousGNN()
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+def input_statistics(instances: Instances) -> dict[str, float]:
+    lu, ld = np.log10(instances.user_gain), np.log10(instances.device_gain)
+    return {"user_log10_gain_mean": float(lu.mean()), "user_log10_gain_std": float(lu.std()),
+            "device_log10_gain_mean": float(ld.mean()), "device_log10_gain_std": float(ld.std())}
+
+
+def network_inputs(instances: Instances, stats: dict[str, float]):
+    """Standardised ``log10`` LSF and activity per node type, float32 tensors (B, M, K_t)."""
+    torch = _torch()
+    features, active = {}, {}
+    for t in ("user", "device"):
+        x = (np.log10(instances.arrays[f"{t}_gain"]) - stats[f"{t}_log10_gain_mean"]) / stats[f"{t}_log10_gain_std"]
+        features[t] = torch.as_tensor(x, dtype=torch.float32)
+        active[t] = torch.as_tensor(np.asarray(instances.arrays[f"{t}_serving"]), dtype=torch.float32)
+    return features, active
+
+
+def budgets(params) -> dict[str, float]:
+    return {"user": params.user_max_power_w, "device": params.device_max_power_w}
+
+
+def log_power(logits: dict, params) -> dict:
+    """``log theta_hat`` of the readout (36): ``log(budget) + log sigmoid``, stable for tiny powers."""
+    torch = _torch()
+    return {t: math.log(b) + torch.nn.functional.logsigmoid(logits[t].double()) for t, b in budgets(params).items()}
+
+
+# --- the solver ------------------------------------------------------------------------------
+
+class HeterogeneousGnn(Solver):
+    name = "het-gnn"
+    kind = "learned"
+    problems = ("mmtc",)
+    description = "line-graph heterogeneous attention GNN trained on OPC labels with an augmented Lagrangian (Sec. VI)"
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        path = Path(self.options.get("weights") or WEIGHTS_DIR / SHIPPED_WEIGHTS)
+        self.checkpoint = load_checkpoint(path)
+        self.network = network_from_checkpoint(self.checkpoint)
+        self.network.eval()
+        self._torch = _torch()
+
+    def solve(self, instances: Instances):
+        torch = self._torch
+        with torch.inference_mode():
+            features, active = network_inputs(instances, self.checkpoint["input"])
+            logp = log_power(self.network(features, active), instances.params)
+        b = budgets(instances.params)
+        return {f"{t}_power_w": np.clip(np.exp(logp[t].numpy()), 0.0, b[t]) for t in ("user", "device")}
+
+    @classmethod
+    def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+              report: Callable[[dict], None] | None = None, **options) -> Path:
+        return train(problem, scenarios, seed=seed, out=out, report=report, **options)
+
+
+def network_from_checkpoint(checkpoint: dict):
+    config = checkpoint["model"]
+    network = build_network(tuple(config["widths"]), int(config["heads"]))
+    network.load_state_dict(checkpoint["state_dict"])
+    return network
+
+
+# --- training --------------------------------------------------------------------------------
+
+def loss_terms(network, batch: dict, params, cfg: dict, multiplier: float) -> dict:
+    """Eqs. (42)-(44) on one batch (one setting): loss, its parts and the mean violation ``v``."""
+    torch = _torch()
+    from cfbench.problems import mmtc_torch as mt
+
+    logp = log_power(network(batch["features"], batch["active"]), params)
+    l_theta = torch.cat([(logp[t] - batch["label_log_power"][t]) ** 2 for t in ("user", "device")], dim=1).mean()
+    perf = mt.performance(params, batch["coefficients"], torch.exp(logp["user"]), torch.exp(logp["device"]))
+    ee = perf["device_ee_bit_per_j"]
+    l_ee = (((ee - batch["label_device_ee"]) / batch["label_device_ee"]) ** 2).mean()
+    shortfall = torch.relu(1.0 - perf["user_rate_bps"].min(dim=1).values / params.user_rate_min_bps)
+    if cfg["constraints"] == "c3-c5":
+        shortfall = (shortfall
+                     + torch.relu(1.0 - perf["device_rate_bps"].min(dim=1).values / params.device_rate_min_bps)
+                     + torch.relu(1.0 - perf["device_sinr"].min(dim=1).values / params.sinr_min))
+    v = shortfall.mean()
+    alpha, beta, rho = float(cfg["alpha"]), float(cfg["beta"]), float(cfg["rho"])
+    loss = alpha * l_theta + (1 - alpha) * l_ee + beta * (multiplier * v + 0.5 * rho * v ** 2)
+    min_ee = ee.min(dim=1).values
+    return {"loss": loss, "l_theta": l_theta, "l_ee": l_ee, "v": v,
+            "c4_violated": (shortfall > 1e-6).double().mean(),
+            "min_ee_ratio": (min_ee / batch["label_min_ee"]).mean()}
+
+
+def _tensors(problem, dataset, stats) -> dict:
+    """Network inputs, labels and SINR coefficients of a loaded dataset (one setting)."""
+    torch = _torch()
+    from cfbench.problems import mmtc_torch as mt
+    from cfbench.problems.mmtc import coefficients, performance
+
+    inst = dataset.instances
+    features, active = network_inputs(inst, stats)
+    c = coefficients(inst)
+    labels = {t: dataset.labels[f"{t}_power_w"] for t in ("user", "device")}
+    label_perf = performance(inst.params, c, labels["user"], labels["device"])
+    return {"features": features, "active": active,
+            "label_log_power": {t: torch.as_tensor(np.log(np.maximum(v, 1e-300))) for t, v in labels.items()},
+            "label_device_ee": torch.as_tensor(label_perf["device_ee_bit_per_j"]),
+            "label_min_ee": torch.as_tensor(label_perf["device_ee_bit_per_j"].min(axis=1)),
+            "coefficients": mt.coefficient_tensors(c)}
+
+
+def _take(data: dict, rows) -> dict:
+    out = {}
+    for k, v in data.items():
+        out[k] = _take(v, rows) if isinstance(v, dict) else v[rows]
+    return out
+
+
+def split(n: int, validation_fraction: float, test_fraction: float) -> tuple[range, range, range]:
+    """80/10/10 (by default) in stream order: train, validation, held-out test."""
+    n_test = int(round(test_fraction * n))
+    n_val = max(1, int(round(validation_fraction * n)))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise CfbenchError(f"{n} samples leave no training data after the validation and test split")
+    return range(0, n_train), range(n_train, n_train + n_val), range(n_train + n_val, n)
+
+
+def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+          report: Callable[[dict], None] | None = None, **options) -> Path:
+    torch = _torch()
+    from cfbench import dataset as ds
+
+    cfg = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise CfbenchError(f"unknown het-gnn training option(s) {', '.join(sorted(unknown))}; "
+                           f"valid: {', '.join(DEFAULTS)}")
+    if cfg["constraints"] not in CONSTRAINTS:
+        raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {cfg['constraints']!r}")
+    seed_everything(seed)
+    log = TrainingLog(report)
+
+    loaded = []
+    for s in scenarios:
+        d = ds.load(problem, Path(cfg["data"]) / s, None if cfg["samples"] is None else int(cfg["samples"]))
+        tr, va, _ = split(len(d), float(cfg["validation_fraction"]), float(cfg["test_fraction"]))
+        keep_tr = [i for i in tr if d.label_feasible[i]]
+        keep_va = [i for i in va if d.label_feasible[i]]
+        loaded.append((s, d.subset(keep_tr), d.subset(keep_va)))
+    start = load_checkpoint(Path(cfg["init"])) if cfg["init"] else None
+    if start is not None:
+        stats, network = start["input"], network_from_checkpoint(start)
+    else:
+        from cfbench.api import Instances as _I
+
+        pooled = {k: np.concatenate([tr.instances.arrays[k].reshape(-1) for _, tr, _ in loaded])
+                  for k in ("user_gain", "device_gain")}
+        stats = input_statistics(_I("mmtc", "pooled", 0, np.arange(1), {k: v[None] for k, v in pooled.items()}))
+        network = build_network()
+        with torch.no_grad():  # start the readout at the labels' typical power (lr 1e-4 would take epochs to get there)
+            for t, budget in budgets(loaded[0][1].instances.params).items():
+                fraction = np.concatenate([tr.labels[f"{t}_power_w"].ravel() for _, tr, _ in loaded]) / budget
+                log_fraction = float(np.mean(np.log(np.clip(fraction, 1e-12, 1 - 1e-6))))
+                network.out[t].bias.fill_(log_fraction - math.log1p(-math.exp(log_fraction)))
+    data = [(s, tr.instances.params, _tensors(problem, tr, stats), _tensors(problem, va, stats), len(tr), len(va))
+            for s, tr, va in loaded]
+    optimiser = torch.optim.AdamW(network.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = int(cfg["batch_size"])
+    multiplier = 0.0  # lambda of (44)
+
+    def validate() -> dict:
+        network.eval()
+        sums, count = {}, 0
+        with torch.no_grad():
+            for _, params, _, va, _, n_va in data:
+                for s0 in range(0, n_va, 256):
+                    rows = torch.arange(s0, min(n_va, s0 + 256))
+                    t = loss_terms(network, _take(va, rows), params, cfg, multiplier)
+                    for k, v in t.items():
+                        sums[k] = sums.get(k, 0.0) + v.item() * len(rows)
+                    count += len(rows)
+        network.train()
+        return {f"val_{k}": v / count for k, v in sums.items()}
+
+    best, best_state, best_epoch, since_best = math.inf, None, 0, 0
+    log.epoch(epoch=0, **validate())
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        plan = []
+        for i, (_, _, _, _, n_tr, _) in enumerate(data):
+            order = torch.randperm(n_tr, generator=generator)
+            plan += [(i, order[s0:s0 + batch_size]) for s0 in range(0, n_tr, batch_size)]
+        train_loss, skipped = 0.0, 0
+        for b in torch.randperm(len(plan), generator=generator).tolist():
+            i, rows = plan[b]
+            _, params, tr, _, _, _ = data[i]
+            t = loss_terms(network, _take(tr, rows), params, cfg, multiplier)
+            optimiser.zero_grad()
+            if not torch.isfinite(t["loss"]):
+                skipped += 1
+                continue
+            t["loss"].backward()
+            optimiser.step()
+            if float(cfg["beta"]):
+                multiplier = max(0.0, multiplier + float(cfg["rho"]) * t["v"].item())  # projected dual ascent
+            train_loss += t["loss"].item() / len(plan)
+        values = validate()
+        # model selection on the loss without the multiplier's drift: the (42) part plus the violation
+        score = values["val_loss"] - float(cfg["beta"]) * multiplier * values["val_v"]
+        if score < best:
+            best, best_epoch, since_best = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            since_best += 1
+        log.epoch(epoch=epoch, train_loss=train_loss, multiplier=multiplier, skipped_batches=skipped, **values)
+        if cfg["patience"] and since_best >= int(cfg["patience"]):
+            break
+
+    checkpoint = {
+        "model": {"name": "heterogeneous line-graph attention GNN", "widths": list(WIDTHS), "heads": HEADS},
+        "state_dict": best_state if best_state is not None else network.state_dict(),
+        "input": stats,
+        "trained_on": {"problem": problem.name, "scenarios": list(scenarios),
+                       "dataset": str(cfg["data"]),
+                       "n_train": {s: n for s, _, _, _, n, _ in data},
+                       "n_validation": {s: n for s, _, _, _, _, n in data}},
+        "training": {"seed": seed, **{k: cfg[k] for k in DEFAULTS if k not in ("init", "data")},
+                     "init": str(cfg["init"]) if cfg["init"] else "", "best_epoch": best_epoch,
+                     "epochs_run": len(log.history) - 1, "train_time_s": log.elapsed_s,
+                     "final_multiplier": multiplier,
+                     "threads": torch.get_num_threads(), "torch": str(torch.__version__), "history": log.history},
+    }
+    out = Path(out) if out is not None else Path("results") / "weights" / f"het-gnn-{'+'.join(scenarios)}-seed{seed}.pt"
+    return save_checkpoint(out, checkpoint)
+
+
+@hookimpl
+def cfbench_solvers():
+    return [HeterogeneousGnn]

@@ -1,0 +1,237 @@
+"""The mmtc GNN and its data: the differentiable rates equal the evaluator, the dense layer is
+eqs. (39)-(41) on the explicit line graph, the network is permutation equivariant, datasets
+resume exactly, training lowers the loss, and the shipped weights load safely and beat UPC."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cfbench import dataset as ds  # noqa: E402
+from cfbench.api import CfbenchError  # noqa: E402
+from cfbench.learning import load_checkpoint  # noqa: E402
+from cfbench.plugins import mmtc_baselines as bl  # noqa: E402
+from cfbench.plugins import mmtc_gnn as gnn  # noqa: E402
+from cfbench.problems import mmtc as mm  # noqa: E402
+from cfbench.problems import mmtc_torch as mt  # noqa: E402
+from cfbench.testing import check_solver  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+PROBLEM = mm.Mmtc()
+
+
+def test_torch_rates_and_ee_equal_the_evaluator():
+    inst = PROBLEM.sample("ku2-kd10-m10-ms5", 6, seed=4)
+    p = inst.params
+    rng = np.random.default_rng(1)
+    user = p.user_max_power_w * np.exp(rng.uniform(np.log(1e-8), 0, (6, p.n_users)))
+    device = p.device_max_power_w * np.exp(rng.uniform(np.log(1e-6), 0, (6, p.n_devices)))
+    reference = PROBLEM.performance(inst, user, device)
+    c = mt.coefficient_tensors(mm.coefficients(inst))
+    got = mt.performance(p, c, torch.as_tensor(user), torch.as_tensor(device))
+    for key in ("user_sinr", "device_sinr", "user_rate_bps", "device_rate_bps", "device_ee_bit_per_j"):
+        np.testing.assert_allclose(got[key].numpy(), reference[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    assert (reference["device_spectral_rate"] == 0).any()  # the clipped branch of (20) is covered too
+
+
+def _reference_layer(layer, x, active, heads):
+    """Eqs. (38)-(41) edge by edge on the explicit line graph (loops, no dense tricks)."""
+    out = {}
+    M = x["user"].shape[1]
+    K = {t: x[t].shape[2] for t in x}
+    width = layer.width
+    c = width // heads
+    types = [(name, src, dst, axis) for dst, ts in gnn.EDGE_TYPES.items() for name, src, axis in ts]
+    for dst in gnn.EDGE_TYPES:
+        total = layer.root[dst](x[dst][0])                        # (M, K, width): the summed Lambda^1
+        for name, src, d2, axis in types:
+            if d2 != dst:
+                continue
+            i = [n for n, _, d, _ in types if d == dst].index(name)
+            j = [n for n, s, _, _ in types if s == src].index(name)
+            wq = layer.query[dst].weight[i * width:(i + 1) * width]
+            bq = layer.query[dst].bias[i * width:(i + 1) * width]
+            wk = layer.key_value[src].weight[j * width:(j + 1) * width]
+            bk = layer.key_value[src].bias[j * width:(j + 1) * width]
+            wv = layer.key_value[src].weight[(3 + j) * width:(4 + j) * width]
+            bv = layer.key_value[src].bias[(3 + j) * width:(4 + j) * width]
+            edge = layer.edge[name]                               # (4, width), rows by 2 a_src + a_dst
+            for m in range(M):
+                for k in range(K[dst]):
+                    h_i = x[dst][0, m, k]
+                    if axis == "terminal":
+                        neighbours = [(m, k2) for k2 in range(K[src]) if not (src == dst and k2 == k)]
+                    else:
+                        neighbours = [(m2, k) for m2 in range(M) if m2 != m]
+                    if not neighbours:
+                        continue
+                    q = wq @ h_i + bq
+                    keys, values = [], []
+                    for (m2, k2) in neighbours:
+                        attr = torch.zeros(4)
+                        attr[2 * int(active[src][0, m2, k2]) + int(active[dst][0, m, k])] = 1.0
+                        e = attr @ edge
+                        keys.append(wk @ x[src][0, m2, k2] + bk + e)
+                        values.append(wv @ x[src][0, m2, k2] + bv + e)
+                    keys, values = torch.stack(keys), torch.stack(values)
+                    message = []
+                    for h in range(heads):
+                        s = slice(h * c, (h + 1) * c)
+                        a = torch.softmax(keys[:, s] @ q[s] / math.sqrt(c), dim=0)
+                        message.append(a @ values[:, s])
+                    total[m, k] = total[m, k] + torch.cat(message)
+        out[dst] = layer.norm[dst](torch.relu(total))[None]
+    return out
+
+
+@pytest.mark.parametrize("scenario", ["tiny", "ku1-kd5-m10-ms5"])
+def test_dense_layer_is_eqs_39_to_41_on_the_line_graph(scenario):
+    torch.manual_seed(0)
+    net = gnn.build_network()
+    inst = PROBLEM.sample(scenario, 1, seed=2)
+    features, active = gnn.network_inputs(inst, gnn.input_statistics(inst))
+    x = {t: f.unsqueeze(-1) for t, f in features.items()}
+    x = net.layers[0](x, active)                                   # a 32-wide input for the second layer
+    with torch.no_grad():
+        dense = net.layers[1](x, active)
+        loops = _reference_layer(net.layers[1], x, active, gnn.HEADS)
+    assert not active["user"].all() and active["device"].any()   # both attribute kinds occur
+    for t in dense:
+        np.testing.assert_allclose(dense[t].numpy(), loops[t].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_network_is_equivariant_to_users_devices_and_aps():
+    torch.manual_seed(1)
+    net = gnn.build_network()
+    inst = PROBLEM.sample("ku2-kd10-m10-ms5", 3, seed=5)
+    f, a = gnn.network_inputs(inst, gnn.input_statistics(inst))
+    g = torch.Generator().manual_seed(3)
+    pu, pd, pm = (torch.randperm(n, generator=g) for n in (2, 10, 10))
+
+    def permute(d):
+        return {"user": d["user"][:, pm][:, :, pu], "device": d["device"][:, pm][:, :, pd]}
+
+    with torch.no_grad():
+        out, out_p = net(f, a), net(permute(f), permute(a))
+    np.testing.assert_allclose(out_p["user"].numpy(), out["user"][:, pu].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out_p["device"].numpy(), out["device"][:, pd].numpy(), rtol=1e-5, atol=1e-5)
+    assert out["device"].std() > 1e-3  # the outputs differ across devices, so the check has teeth
+
+
+def test_one_network_serves_every_table_ii_setting():
+    net = gnn.build_network()
+    for scenario in gnn.TABLE_II:
+        inst = PROBLEM.sample(scenario, 2, seed=0)
+        f, a = gnn.network_inputs(inst, gnn.input_statistics(inst))
+        with torch.no_grad():
+            out = net(f, a)
+        assert out["user"].shape == (2, inst.params.n_users) and out["device"].shape == (2, inst.params.n_devices)
+        assert torch.isfinite(out["user"]).all() and torch.isfinite(out["device"]).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """A small labelled dataset (G-FPC labels: cheap; the pipeline does not care who labels)."""
+    out = tmp_path_factory.mktemp("data")
+    solver = bl.GeneralisedFractionalPowerControl()
+    solver.setup(PROBLEM, "tiny")
+    ds.build(PROBLEM, solver, "tiny", 96, out, seed=7, shard_size=16)
+    return out
+
+
+def test_dataset_format_and_exact_resume(tiny_dataset, tmp_path):
+    folder = tiny_dataset / "tiny"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["samples"] == 96 and manifest["labels"] == "g-fpc" and manifest["seed"] == 7
+    data = ds.load(PROBLEM, folder)
+    fresh = PROBLEM.sample("tiny", 96, seed=7)
+    np.testing.assert_array_equal(data.instances.index, np.arange(96))
+    np.testing.assert_array_equal(data.instances.device_gain, fresh.device_gain)
+    score = PROBLEM.evaluate(fresh, {k + "_power_w": data.labels[k + "_power_w"] for k in ("user", "device")})
+    np.testing.assert_allclose(data.label_objective, score.objective)
+    # an interrupted build (a missing middle shard) is completed to the same bytes of data
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    ds.shard_path(copy / "tiny", 2).unlink()
+    assert ds.load(PROBLEM, copy / "tiny", 32).instances.index[-1] == 31
+    with pytest.raises(CfbenchError, match="resume"):
+        ds.load(PROBLEM, copy / "tiny", 96)
+    solver = bl.GeneralisedFractionalPowerControl()
+    ds.build(PROBLEM, solver, "tiny", 96, copy, seed=7, shard_size=16)
+    again = ds.load(PROBLEM, copy / "tiny")
+    np.testing.assert_array_equal(again.labels["device_power_w"], data.labels["device_power_w"])
+    with pytest.raises(CfbenchError, match="seed = 7"):
+        ds.build(PROBLEM, solver, "tiny", 96, copy, seed=8, shard_size=16)
+
+
+def test_dataset_cli_resumes_and_rejects_bad_input(tmp_path):
+    args = ["dataset", "--problem", "mmtc", "--scenario", "tiny", "--labels", "upc", "--samples", "8",
+            "--shard-size", "4", "--out", str(tmp_path), "--quiet"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "8 samples" in first.stdout
+    stamp = ds.shard_path(tmp_path / "tiny", 0).stat().st_mtime_ns
+    second = run_cli(*[a if a != "8" else "12" for a in args])                 # extend 8 -> 12
+    assert second.returncode == 0, second.stderr
+    assert ds.shard_path(tmp_path / "tiny", 0).stat().st_mtime_ns == stamp      # kept, not recomputed
+    assert ds.labelled_samples(tmp_path / "tiny") == 12
+    bad = run_cli("dataset", "--problem", "mmtc", "--scenario", "tiny", "--labels", "nope", "--samples", "4",
+                  "--out", str(tmp_path))
+    assert bad.returncode == 2 and "unknown solver 'nope'" in bad.stderr and "opc-fast" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_training_lowers_the_loss_and_the_dual_ascent_is_projected(tiny_dataset, tmp_path):
+    path = gnn.train(PROBLEM, ["tiny"], seed=0, out=tmp_path / "w.pt", data=str(tiny_dataset), epochs=4,
+                     lr=3e-3)
+    ckpt = load_checkpoint(path)
+    history = ckpt["training"]["history"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[-1]["val_l_theta"] < history[0]["val_l_theta"]
+    assert all(h.get("multiplier", 0.0) >= 0.0 for h in history)
+    feasible = ds.load(PROBLEM, tiny_dataset / "tiny").label_feasible    # 80/10/10, infeasible labels left out
+    assert 0 < feasible[76:86].sum() < 10 or feasible[:76].sum() < 76        # the filter is exercised
+    assert ckpt["trained_on"]["n_train"]["tiny"] == feasible[:76].sum()
+    assert ckpt["trained_on"]["n_validation"]["tiny"] == feasible[76:86].sum()
+
+
+def test_training_rejects_unknown_options_and_missing_data(tmp_path):
+    with pytest.raises(CfbenchError, match="unknown het-gnn training option"):
+        gnn.train(PROBLEM, ["tiny"], data=str(tmp_path), bogus=1)
+    with pytest.raises(CfbenchError, match="constraints must be one of"):
+        gnn.train(PROBLEM, ["tiny"], data=str(tmp_path), constraints="c9")
+    with pytest.raises(CfbenchError, match="cfbench dataset"):
+        gnn.train(PROBLEM, ["tiny"], data=str(tmp_path))
+
+
+def test_shipped_checkpoint_loads_safely():
+    ckpt = load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)
+    assert ckpt["trained_on"]["scenarios"] == list(gnn.TABLE_II)
+    net = gnn.network_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in net.parameters()) > 100_000
+
+
+def test_solver_conforms_on_tiny():
+    check_solver(gnn.HeterogeneousGnn, problem="mmtc", scenario="tiny")
+
+
+def test_shipped_weights_beat_upc_on_the_default_setting():
+    inst = PROBLEM.sample("ku2-kd10-m10-ms5", 24, seed=11)
+    scores = {}
+    for cls in (bl.UniformPowerControl, gnn.HeterogeneousGnn):
+        solver = cls()
+        solver.setup(PROBLEM, "ku2-kd10-m10-ms5")
+        scores[cls.name] = PROBLEM.evaluate(inst, solver.solve(inst))
+    upc, net = scores["upc"], scores["het-gnn"]
+    both = upc.feasible & net.feasible
+    assert both.sum() >= 12
+    assert np.median(net.objective[both]) > 2 * np.median(upc.objective[both])
+    assert net.feasible.mean() >= upc.feasible.mean()
