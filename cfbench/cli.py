@@ -110,10 +110,17 @@ def cmd_run(args) -> int:
     if existing and not (args.overwrite or args.append):
         raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
                            "pass --append to add solvers to it, or --overwrite")
+    solver_options: dict[str, dict] = {}
+    for name, key, value in args.set or []:
+        if name not in solvers:
+            raise CfbenchError(f"--set names solver {name!r}, which this run does not include; "
+                               f"solvers of this run: {', '.join(solvers)}")
+        solver_options.setdefault(name, {})[key] = value
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
         threads=args.threads, warnings=reg.warnings,
-        solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution}
+        solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution,
+                     **({"options": solver_options[s]} if s in solver_options else {})}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
     kept = pd.DataFrame()
@@ -126,7 +133,8 @@ def cmd_run(args) -> int:
                disable=args.quiet or None)
     try:
         for frame in run(reg, args.problem, scenario, solvers, n_instances=args.instances, seed=args.seed,
-                         timeout_s=args.timeout, threads=args.threads, on_solve=lambda: bar.update(1)):
+                         timeout_s=args.timeout, threads=args.threads, solver_options=solver_options,
+                         on_solve=lambda: bar.update(1)):
             frames.append(frame)
             bar.set_postfix_str(f"done {frame['solver'].iloc[0]}")
             write_results(out, pd.concat([kept, *frames], ignore_index=True), manifest)
@@ -176,6 +184,17 @@ def _option(text: str) -> tuple[str, object]:
         except ValueError:
             pass
     return key, value
+
+
+def _solver_option(text: str) -> tuple[str, str, object]:
+    name, sep, rest = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected SOLVER:KEY=VALUE, got {text!r}")
+    try:
+        key, value = _option(rest)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected SOLVER:KEY=VALUE, got {text!r}") from None
+    return name, key, value
 
 
 def cmd_train(args) -> int:
@@ -275,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--append", action="store_true",
                    help="add (or rerun) these solvers in an existing --out run on the same instances")
+    p.add_argument("--set", type=_solver_option, action="append", metavar="SOLVER:KEY=VALUE",
+                   help="a solver option, e.g. het-gnn:weights=FILE (repeatable; recorded in the manifest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

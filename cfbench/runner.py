@@ -254,15 +254,17 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
 
 def run(registry, problem_name: str, scenario: str, solver_names: list[str], *, n_instances: int,
         seed: int = 0, timeout_s: float | None = None, threads: int = 1,
+        solver_options: dict[str, dict] | None = None,
         on_solve: Callable[[], None] | None = None) -> Iterator[pd.DataFrame]:
-    """Yield one scored DataFrame per solver, in order, so callers can save as they go."""
+    """Yield one scored DataFrame per solver, in order, so callers can save as they go.
+    ``solver_options`` maps a solver name to the keyword options it is built with."""
     problem = registry.problem(problem_name)
     problem.scenario_params(scenario)
     instances = problem.sample(scenario, n_instances, seed)
     for name in solver_names:
         provided = registry.solver(problem_name, name)
         outcomes = solve_all(problem, scenario, provided.cls, instances, timeout_s=timeout_s,
-                             threads=threads, on_solve=on_solve)
+                             options=(solver_options or {}).get(name), threads=threads, on_solve=on_solve)
         frame = score_outcomes(problem, instances, outcomes)
         frame.insert(0, "problem", problem_name)
         frame.insert(1, "scenario", scenario)

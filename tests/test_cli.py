@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +12,7 @@ REQUIRED_COLUMNS = {"problem", "scenario", "seed", "instance", "solver", "kind",
                     "max_violation", "feasible", "latency_s"}
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["run"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["run"], ["report"], ["dataset"], ["train"]])
 def test_help_on_every_command(command):
     res = run_cli(*command, "--help")
     assert res.returncode == 0
@@ -31,6 +32,10 @@ def test_help_on_every_command(command):
         (["report", "/definitely/not/here"], ["/definitely/not/here"]),
         (["report", ".", "--format", "xml"], ["'xml'", "markdown"]),
         (["frobnicate"], ["'frobnicate'", "run"]),
+        (["run", "--problem", "sum-ee", "--solvers", "equal", "--set", "sca:max_outer=3"], ["'sca'", "equal"]),
+        (["run", "--problem", "sum-ee", "--set", "kappa=1"], ["'kappa=1'", "SOLVER:KEY=VALUE"]),
+        (["dataset", "--problem", "mmtc", "--scenario", "tiny", "--labels", "upc", "--samples", "0",
+          "--out", "x"], ["'0'"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, must_mention):
@@ -108,3 +113,16 @@ def test_a_solver_of_another_problem_is_named_as_such():
     res = run_cli("run", "--problem", "urllc", "--scenario", "tiny", "--solvers", "equal")
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
     assert "solver 'equal' does not support problem 'urllc'; valid for 'urllc': all, best-uniform" in res.stderr
+
+
+def test_solver_options_reach_the_solver_and_the_manifest(tmp_path):
+    common = ["run", "--problem", "mmtc", "--scenario", "tiny", "--solvers", "g-fpc", "--instances", "2", "--quiet"]
+    assert run_cli(*common, "--out", str(tmp_path / "default")).returncode == 0
+    res = run_cli(*common, "--set", "g-fpc:kappa=0.5", "--out", str(tmp_path / "set"))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["solvers"]["g-fpc"]["options"] == {"kappa": 0.5}
+    default = pd.read_parquet(tmp_path / "default" / "results.parquet")
+    chosen = pd.read_parquet(tmp_path / "set" / "results.parquet")
+    assert not all(np.array_equal(a, b) for a, b in zip(default["decision_device_power_w"],
+                                                         chosen["decision_device_power_w"]))
