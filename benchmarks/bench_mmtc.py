@@ -1,4 +1,5 @@
-"""asv benchmarks for ``mmtc``: batch evaluation, OPC per drop, opc-fast per drop and per batch.
+"""asv benchmarks for ``mmtc``: batch evaluation, OPC per drop, opc-fast per drop and per batch,
+the GNN's inference per drop and per batch.
 
 Run: ``asv run --python=same --quick --bench mmtc``. Solvers run on one thread.
 The paper gives no timings, only O((K_u + K_d)^3.5) per Dinkelbach step;
@@ -39,7 +40,7 @@ class Evaluate:
 class SolverLatency:
     """One solve of one drop after setup and a warm-up, as the runner times it."""
 
-    params = (["tiny", "ku2-kd10-m10-ms5"], ["opc", "opc-fast", "g-fpc"])
+    params = (["tiny", "ku2-kd10-m10-ms5"], ["opc", "opc-fast", "g-fpc", "het-gnn"])
     param_names = ["scenario", "solver"]
     timeout = 600
     number = 1
@@ -76,4 +77,25 @@ class FastOpcBatch:
         self.instances = self.problem.sample(scenario, 64, seed=7)
 
     def time_solve_batch_of_64(self, scenario):
+        self.solver.solve(self.instances)
+
+
+class GnnInference:
+    """het-gnn under ``torch.inference_mode()`` on one thread: a batch of drops (the
+    solver's ``solve`` includes building the inputs from the LSF and the readout)."""
+
+    params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256])
+    param_names = ["scenario", "n_instances"]
+    timeout = 300
+
+    def setup(self, scenario, n):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("mmtc")
+        self.solver = registry.solver("mmtc", "het-gnn").cls()
+        self.solver.setup(self.problem, scenario)
+        self.instances = self.problem.sample(scenario, n, seed=8)
+        self.solver.solve(self.instances)
+
+    def time_solve(self, scenario, n):
         self.solver.solve(self.instances)

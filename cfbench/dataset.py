@@ -96,7 +96,7 @@ def build(problem: Problem, solver, scenario: str, n_samples: int, out: Path, *,
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = -(-n_samples // shard_size)
     manifest = {**identity, "samples": labelled_samples(folder), "cfbench": version,
-                "label_seconds_total": previous.get("label_seconds_total", 0.0)}
+                "label_seconds_total": labelling_seconds(folder)}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     for shard in range(n_shards):
         path = shard_path(folder, shard)
@@ -106,12 +106,23 @@ def build(problem: Problem, solver, scenario: str, n_samples: int, out: Path, *,
             continue
         arrays = label_shard(problem, solver, scenario, seed, shard * shard_size, shard_size)
         write_shard(path, arrays)
-        manifest["label_seconds_total"] += float(arrays["label_seconds"].sum())
+        manifest["label_seconds_total"] = labelling_seconds(folder)
         manifest["samples"] = labelled_samples(folder)
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         if on_progress:
             on_progress(shard_size)
     return manifest
+
+
+def labelling_seconds(folder: Path) -> float:
+    """Solve time of every finished shard (the sum of their ``label_seconds``)."""
+    total = 0.0
+    for path in sorted(Path(folder).glob("shard-*.npz")):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        with np.load(path) as z:
+            total += float(z["label_seconds"].sum())
+    return total
 
 
 def labelled_samples(folder: Path) -> int:

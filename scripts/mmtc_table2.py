@@ -1,0 +1,80 @@
+"""Table II of the coexistence paper from the harness runs of ``scripts/mmtc_gnn_runs.sh``.
+
+For each (K_u, K_d, M, M_s) setting: the KL divergence between the device-EE
+distributions of the labels' solver (fast OPC) and the GNN, the 95 %-likely loss
+(relative shortfall of the GNN's 5th-percentile device EE), both over the drops where
+the label is feasible (estimators in :mod:`cfbench.distributions`), next to the paper's
+values; then the share of drops violating C4 with beta = 1 and beta = 0, feasibility,
+median min EE and median latency per drop.
+
+Usage: python scripts/mmtc_table2.py [RESULTS_DIR]   (default results/reference/mmtc-gnn)
+Writes RESULTS_DIR/table2.md and prints it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cfbench.distributions import kl_divergence, likely_loss_percent
+from cfbench.report import read_results
+
+PAPER = {  # Table II: KL divergence, 95 %-likely loss (%)
+    "ku2-kd10-m10-ms5": (0.099113, 0.19714),
+    "ku2-kd10-m10-ms1": (0.13999, 3.0727),
+    "ku2-kd10-m5-ms5": (0.089932, 0.37763),
+    "ku1-kd10-m10-ms5": (0.10854, 0.29992),
+    "ku1-kd5-m10-ms5": (0.059146, 1.7683),
+}
+LABELS, GNN = "opc-fast", "het-gnn"
+
+
+def device_ee(rows, solver, drops):
+    r = rows[(rows["solver"] == solver) & rows["instance"].isin(drops)].sort_values("instance")
+    return np.concatenate([np.asarray(v, float) for v in r["metric_device_ee_mbit_per_j"]])
+
+
+def per_drop(rows, solver, column):
+    return rows[rows["solver"] == solver].sort_values("instance")[column].to_numpy()
+
+
+def main(folder: Path) -> str:
+    lines = [
+        "| setting (K_u, K_d, M, M_s) | drops | KL ours | KL paper | 95%-likely loss % ours | paper | "
+        "C4 violated % beta=1 | beta=0 | GNN feasible % | median min EE OPC / GNN / G-FPC / UPC (Mbit/J) | "
+        "median latency fast OPC / GNN (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for setting, (kl_paper, loss_paper) in PAPER.items():
+        if not (folder / setting / "results.parquet").exists():
+            continue
+        rows, _ = read_results(folder / setting)
+        ok = rows[(rows["solver"] == LABELS) & rows["feasible"]]["instance"]
+        kl = kl_divergence(device_ee(rows, LABELS, ok), device_ee(rows, GNN, ok))
+        loss = likely_loss_percent(device_ee(rows, LABELS, ok), device_ee(rows, GNN, ok))
+        c4 = 100 * per_drop(rows, GNN, "metric_fails_c4").mean()
+        beta0 = "n/a"
+        if (folder / f"{setting}-beta0" / "results.parquet").exists():
+            rows0, _ = read_results(folder / f"{setting}-beta0")
+            beta0 = f"{100 * per_drop(rows0, GNN, 'metric_fails_c4').mean():.1f}"
+        feasible = 100 * per_drop(rows, GNN, "feasible").mean()
+
+        def median_ee(solver):
+            r = rows[(rows["solver"] == solver) & rows["feasible"]]
+            return f"{np.median(r['objective']):.3g}" if len(r) else "-"
+
+        lat = {s: 1e3 * np.median(per_drop(rows, s, "latency_s")) for s in (LABELS, GNN)}
+        ku, kd, m, ms = (setting.split("-")[i][2 if i < 2 else 1:] for i in range(4))
+        lines.append(
+            f"| ({ku}, {kd}, {m}, {ms}) | {len(ok)} | {kl:.3f} | {kl_paper:.3f} | {loss:.2f} | {loss_paper:.2f} | "
+            f"{c4:.1f} | {beta0} | {feasible:.1f} | {median_ee(LABELS)} / {median_ee(GNN)} / {median_ee('g-fpc')} / "
+            f"{median_ee('upc')} | {lat[LABELS]:.0f} / {lat[GNN]:.1f} |")
+    table = "\n".join(lines) + "\n"
+    (folder / "table2.md").write_text(table)
+    return table
+
+
+if __name__ == "__main__":
+    print(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/reference/mmtc-gnn")))
