@@ -197,15 +197,21 @@ def _solver_option(text: str) -> tuple[str, str, object]:
     return name, key, value
 
 
+def _scenario_list(problem, text: str) -> list[str]:
+    """Comma-separated scenario names, each checked against the problem's."""
+    scenarios = [s.strip() for s in text.split(",") if s.strip()]
+    if not scenarios:
+        raise CfbenchError(f"empty scenario list {text!r}; valid: {', '.join(problem.scenarios)}")
+    for s in scenarios:
+        problem.scenario_params(s)
+    return scenarios
+
+
 def cmd_train(args) -> int:
     reg = build_registry()
     _warn(reg)
     problem = reg.problem(args.problem)
-    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
-    if not scenarios:
-        raise CfbenchError(f"empty scenario list {args.scenario!r}; valid: {', '.join(problem.scenarios)}")
-    for s in scenarios:
-        problem.scenario_params(s)
+    scenarios = _scenario_list(problem, args.scenario)
     provided = reg.solver(args.problem, args.solver)
     trainable = sorted(p.cls.name for p in reg.solvers if args.problem in p.cls.problems and hasattr(p.cls, "train"))
     if not hasattr(provided.cls, "train"):
@@ -237,11 +243,7 @@ def cmd_dataset(args) -> int:
     reg = build_registry()
     _warn(reg)
     problem = reg.problem(args.problem)
-    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
-    if not scenarios:
-        raise CfbenchError(f"empty scenario list {args.scenario!r}; valid: {', '.join(problem.scenarios)}")
-    for s in scenarios:
-        problem.scenario_params(s)
+    scenarios = _scenario_list(problem, args.scenario)
     provided = reg.solver(args.problem, args.labels)
     if args.seed is None:
         args.seed = dataset.DEFAULT_SEED

@@ -23,6 +23,17 @@ from cfbench.api import CfbenchError
 CHECKPOINT_FORMAT = 1
 
 
+def training_options(solver: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with the options that are set (not None); an unknown key is a
+    one-line error naming it and the valid ones."""
+    cfg = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    unknown = set(cfg) - set(defaults)
+    if unknown:
+        raise CfbenchError(f"unknown {solver} training option(s) {', '.join(sorted(unknown))}; "
+                           f"valid: {', '.join(defaults)}")
+    return cfg
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy's legacy global generator and torch (CPU)."""
     import torch

@@ -72,7 +72,7 @@ import numpy as np
 
 from cfbench import Instances, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TABLE_II = ("ku2-kd10-m10-ms5", "ku2-kd10-m10-ms1", "ku2-kd10-m5-ms5", "ku1-kd10-m10-ms5", "ku1-kd5-m10-ms5")
@@ -329,11 +329,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     torch = _torch()
     from cfbench import dataset as ds
 
-    cfg = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise CfbenchError(f"unknown het-gnn training option(s) {', '.join(sorted(unknown))}; "
-                           f"valid: {', '.join(DEFAULTS)}")
+    cfg = training_options("het-gnn", DEFAULTS, options)
     if cfg["constraints"] not in CONSTRAINTS:
         raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {cfg['constraints']!r}")
     seed_everything(seed)

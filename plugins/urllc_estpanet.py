@@ -63,7 +63,7 @@ import numpy as np
 
 from cfbench import Instances, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: scenario -> shipped checkpoint (file in WEIGHTS_DIR); ``scripts/train_urllc_estpanet.sh`` retrains them
@@ -259,11 +259,7 @@ def _batches(data: dict, index, batch_size: int):
 def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
           report: Callable[[dict], None] | None = None, **options) -> Path:
     torch = _torch()
-    cfg = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise CfbenchError(f"unknown estpanet training option(s) {', '.join(sorted(unknown))}; "
-                           f"valid: {', '.join(DEFAULTS)}")
+    cfg = training_options("estpanet", DEFAULTS, options)
     params = [problem.scenario_params(s) for s in scenarios]
     shapes = {(p.n_aps, p.n_antennas, p.p_min_w, p.p_max_w) for p in params}
     if len(shapes) != 1:
