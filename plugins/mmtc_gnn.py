@@ -43,10 +43,11 @@ to the label's EE (the paper's ``MSE(EE(theta_hat), EE(theta))`` made
 scale-free, since the five settings' EEs differ by factors of several); ``v``
 the mean over the batch of ``ReLU(1 - min_u R_u(theta_hat) / R^eMBB+)`` (the
 C4 shortfall, relative); ``lambda <- max(0, lambda + rho v)`` after every step
-(projected dual ascent). Option ``lr_final`` decays the learning rate along a
-cosine to that value (the shipped weights: lr 1e-3 -> 1e-5, see the README:
-this machine affords a few thousand steps, not the paper's 10^5). Option ``constraints="c3-c5"`` adds the relative C3
-and C5 shortfalls of the worst device to ``v``. EE and rates come from
+(projected dual ascent; rho defaults to 10, the paper gives no value).
+Option ``lr_final`` decays the learning rate along a cosine to that value
+(the shipped weights: lr 1e-3 -> 1e-5, see the README: this machine affords a
+few thousand steps, not the paper's 10^5). Option ``constraints="c3-c5"``
+adds the relative C3 and C5 shortfalls of the worst device to ``v``. EE and rates come from
 :mod:`cfbench.problems.mmtc_torch` (tested equal to the evaluator). AdamW,
 lr 1e-4, weight decay 1e-4, batch 32 (Section VI-C); batches never mix
 settings. Drops whose label is infeasible are left out. The readout bias
@@ -97,7 +98,7 @@ DEFAULTS = {
     "weight_decay": 1e-4,
     "alpha": 0.5,              # weight of the log-power MSE in (42)
     "beta": 1.0,               # augmented Lagrangian on (1) or off (0), (43)
-    "rho": 10.0,               # penalty parameter of (44) (not given in the paper; 1 left C4 violated in ~10 % of drops)
+    "rho": 10.0,               # penalty of (44); not in the paper (rho = 1 left C4 violated in ~10 % of drops)
     "constraints": "c4",       # "c4" (the paper's v) or "c3-c5"
     "validation_fraction": 0.1,
     "test_fraction": 0.1,
@@ -199,8 +200,9 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
 
 # --- inputs and outputs -----------------------------------------------------------------------
 
-def input_statistics(instances: Instances) -> dict[str, float]:
-    lu, ld = np.log10(instances.user_gain), np.log10(instances.device_gain)
+def input_statistics(user_gain: np.ndarray, device_gain: np.ndarray) -> dict[str, float]:
+    """Mean and deviation of ``log10`` LSF per node type (the input standardisation, footnote 8)."""
+    lu, ld = np.log10(user_gain), np.log10(device_gain)
     return {"user_log10_gain_mean": float(lu.mean()), "user_log10_gain_std": float(lu.std()),
             "device_log10_gain_mean": float(ld.mean()), "device_log10_gain_std": float(ld.std())}
 
@@ -346,11 +348,8 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     if start is not None:
         stats, network = start["input"], network_from_checkpoint(start)
     else:
-        from cfbench.api import Instances as _I
-
-        pooled = {k: np.concatenate([tr.instances.arrays[k].reshape(-1) for _, tr, _ in loaded])
-                  for k in ("user_gain", "device_gain")}
-        stats = input_statistics(_I("mmtc", "pooled", 0, np.arange(1), {k: v[None] for k, v in pooled.items()}))
+        stats = input_statistics(*(np.concatenate([tr.instances.arrays[k].ravel() for _, tr, _ in loaded])
+                                   for k in ("user_gain", "device_gain")))
         network = build_network()
         with torch.no_grad():  # start the readout at the labels' typical power (lr 1e-4 would take epochs to get there)
             for t, budget in budgets(loaded[0][1].instances.params).items():

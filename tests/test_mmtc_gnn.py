@@ -95,7 +95,7 @@ def test_dense_layer_is_eqs_39_to_41_on_the_line_graph(scenario):
     torch.manual_seed(0)
     net = gnn.build_network()
     inst = PROBLEM.sample(scenario, 1, seed=2)
-    features, active = gnn.network_inputs(inst, gnn.input_statistics(inst))
+    features, active = gnn.network_inputs(inst, gnn.input_statistics(inst.user_gain, inst.device_gain))
     x = {t: f.unsqueeze(-1) for t, f in features.items()}
     x = net.layers[0](x, active)                                   # a 32-wide input for the second layer
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_network_is_equivariant_to_users_devices_and_aps():
     torch.manual_seed(1)
     net = gnn.build_network()
     inst = PROBLEM.sample("ku2-kd10-m10-ms5", 3, seed=5)
-    f, a = gnn.network_inputs(inst, gnn.input_statistics(inst))
+    f, a = gnn.network_inputs(inst, gnn.input_statistics(inst.user_gain, inst.device_gain))
     g = torch.Generator().manual_seed(3)
     pu, pd, pm = (torch.randperm(n, generator=g) for n in (2, 10, 10))
 
@@ -128,7 +128,7 @@ def test_one_network_serves_every_table_ii_setting():
     net = gnn.build_network()
     for scenario in gnn.TABLE_II:
         inst = PROBLEM.sample(scenario, 2, seed=0)
-        f, a = gnn.network_inputs(inst, gnn.input_statistics(inst))
+        f, a = gnn.network_inputs(inst, gnn.input_statistics(inst.user_gain, inst.device_gain))
         with torch.no_grad():
             out = net(f, a)
         assert out["user"].shape == (2, inst.params.n_users) and out["device"].shape == (2, inst.params.n_devices)
