@@ -68,7 +68,10 @@ def table(frame: pd.DataFrame, key: str) -> str:
 
 
 def cdf_plot(path: Path, curves: dict[str, pd.DataFrame], column: str, xlabel: str, log_x: bool = True) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("mmtc_figures.py: error: the plots need matplotlib; install it with pip install -e '.[figures]'")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -66,7 +66,10 @@ def sweep(folder: Path, scenarios: dict[str, object]) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, group: str, xlabel: str, title: str, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("urllc_figures.py: error: the plots need matplotlib; install it with pip install -e '.[figures]'")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -130,6 +133,37 @@ def quality_bars(folder: Path, scenario: str) -> dict | None:
     return out
 
 
+def readme_row(folder: Path, scenario: str) -> str | None:
+    """One row of the README's urllc results table: mean Omega over feasible rows per
+    solver, U-ESTPANet relative to SCA, feasible share, terminals above eps_QoS per
+    instance and median per-instance latency."""
+    rows = load(folder, scenario)
+    if rows is None or not {"p-max", "best-uniform", "sca", "estpanet"} <= set(rows["solver"]):
+        return None
+    by = dict(tuple(rows.groupby("solver")))
+    omega = {s: g.loc[g["feasible"], "objective"].mean() for s, g in by.items()}
+    feasible = {s: 100 * g["feasible"].mean() for s, g in by.items()}
+    violating = {s: g["metric_n_violating_eps"].mean() for s, g in by.items()}
+    latency = {s: g.loc[g["status"] == "ok", "latency_s"].median() for s, g in by.items()}
+    trio = ("best-uniform", "sca", "estpanet")
+    cells = [f"`{scenario}`", str(len(by["sca"]))]
+    cells += [f"{omega[s]:.3f}" for s in ("p-max", "best-uniform", "sca", "estpanet")]
+    cells.append(f"{100 * (omega['estpanet'] / omega['sca'] - 1):.1f} %")
+    cells.append(f"{feasible['best-uniform']:.0f} / {feasible['sca']:.1f} / {feasible['estpanet']:.1f}")
+    cells.append(" / ".join(f"{violating[s]:.3g}" for s in trio))
+    cells += [f"{latency['sca']:.2f} s", f"{1e3 * latency['estpanet']:.1f} ms"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def readme_table(folder: Path) -> str:
+    head = ("| scenario | n | p-max | best-uniform | SCA | U-ESTPANet | U-ESTPANet vs SCA "
+            "| feasible % (b-u / SCA / U-E) | terminals above eps_QoS per instance (b-u / SCA / U-E) "
+            "| SCA latency | U-ESTPANet latency |\n|" + "---|" * 11)
+    scenarios = ([f"k{k}" for k in K_SWEEP] + [f"alpha{a}" for a in ALPHA_SWEEP if a != "0.25"]
+                 + list(STRESS))
+    return "\n".join([head] + [r for r in (readme_row(folder, s) for s in scenarios) if r])
+
+
 def main(folder: Path) -> None:
     k_table = sweep(folder, {f"k{k}": k for k in K_SWEEP})
     a_table = sweep(folder, {f"alpha{a}": float(a) for a in ALPHA_SWEEP})
@@ -155,6 +189,9 @@ def main(folder: Path) -> None:
                   "instances where both are feasible; last columns: share of the terminals SCA makes "
                   "reliable that U-ESTPANet also makes reliable, and U-ESTPANet's mean Omega relative to SCA's.\n",
                   pd.DataFrame(bars).to_markdown(index=False, floatfmt=".4g"), ""]
+    parts += ["## README table\n",
+              "Mean Omega over feasible rows, one thread per solver, medians of the per-instance latency.\n",
+              readme_table(folder), ""]
     parts += ["## The paper's stated values\n"]
     for (scenario, column), text in PAPER_POINTS.items():
         rows = load(folder, scenario)
