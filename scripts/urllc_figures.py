@@ -147,7 +147,8 @@ def readme_row(folder: Path, scenario: str) -> str | None:
     latency = {s: g.loc[g["status"] == "ok", "latency_s"].median() for s, g in by.items()}
     trio = ("best-uniform", "sca", "estpanet")
     cells = [f"`{scenario}`", str(len(by["sca"]))]
-    cells += [f"{omega[s]:.3f}" for s in ("p-max", "best-uniform", "sca", "estpanet")]
+    cells += [f"{omega[s]:.3f}" if omega[s] == omega[s] else "none feasible"
+              for s in ("p-max", "best-uniform", "sca", "estpanet")]
     cells.append(f"{100 * (omega['estpanet'] / omega['sca'] - 1):.1f} %")
     cells.append(f"{feasible['best-uniform']:.0f} / {feasible['sca']:.1f} / {feasible['estpanet']:.1f}")
     cells.append(" / ".join(f"{violating[s]:.3g}" for s in trio))
