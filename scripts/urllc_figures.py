@@ -24,6 +24,8 @@ SOLVERS = ("p-max", "best-uniform", "sca", "estpanet")
 K_SWEEP = (10, 20, 30, 40, 50, 60)
 ALPHA_SWEEP = ("0.1", "0.15", "0.2", "0.25", "0.3", "0.35", "0.4")
 STRESS = ("stress-k20", "stress-k40", "stress-k60")
+#: one row per setting (``alpha0.25`` is ``k50``) in the quality-bar and README tables
+SETTINGS = tuple(f"k{k}" for k in K_SWEEP) + tuple(f"alpha{a}" for a in ALPHA_SWEEP if a != "0.25") + STRESS
 COLUMNS = {
     "metric_omega": "Omega",
     "metric_se_g": "SE_g",
@@ -147,7 +149,7 @@ def readme_row(folder: Path, scenario: str) -> str | None:
     latency = {s: g.loc[g["status"] == "ok", "latency_s"].median() for s, g in by.items()}
     trio = ("best-uniform", "sca", "estpanet")
     cells = [f"`{scenario}`", str(len(by["sca"]))]
-    cells += [f"{omega[s]:.3f}" if omega[s] == omega[s] else "none feasible"
+    cells += [f"{omega[s]:.3f}" if pd.notna(omega[s]) else "none feasible"
               for s in ("p-max", "best-uniform", "sca", "estpanet")]
     cells.append(f"{100 * (omega['estpanet'] / omega['sca'] - 1):.1f} %")
     cells.append(f"{feasible['best-uniform']:.0f} / {feasible['sca']:.1f} / {feasible['estpanet']:.1f}")
@@ -160,9 +162,7 @@ def readme_table(folder: Path) -> str:
     head = ("| scenario | n | p-max | best-uniform | SCA | U-ESTPANet | U-ESTPANet vs SCA "
             "| feasible % (b-u / SCA / U-E) | terminals above eps_QoS per instance (b-u / SCA / U-E) "
             "| SCA latency | U-ESTPANet latency |\n|" + "---|" * 11)
-    scenarios = ([f"k{k}" for k in K_SWEEP] + [f"alpha{a}" for a in ALPHA_SWEEP if a != "0.25"]
-                 + list(STRESS))
-    return "\n".join([head] + [r for r in (readme_row(folder, s) for s in scenarios) if r])
+    return "\n".join([head] + [r for r in (readme_row(folder, s) for s in SETTINGS) if r])
 
 
 def main(folder: Path) -> None:
@@ -182,8 +182,7 @@ def main(folder: Path) -> None:
         plot(a_table, "a", "alpha", "ATs vs alpha (Fig. 6), K = 50", folder / "fig6_at_vs_alpha.png")
     if not s_table.empty:
         parts += ["## stress family (M = 16 x L = 4, alpha = 0.25)\n", markdown(s_table, "K"), ""]
-    bars = [b for b in (quality_bars(folder, s) for s in [f"k{k}" for k in K_SWEEP]
-                        + [f"alpha{a}" for a in ALPHA_SWEEP if a != "0.25"] + list(STRESS)) if b]
+    bars = [b for b in (quality_bars(folder, s) for s in SETTINGS) if b]
     if bars:
         parts += ["## Quality bars\n",
                   "Mean Omega over each solver's feasible rows; `paired` = mean Omega difference on the "
