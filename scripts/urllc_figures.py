@@ -152,7 +152,7 @@ def readme_row(folder: Path, scenario: str) -> str | None:
     cells += [f"{omega[s]:.3f}" if pd.notna(omega[s]) else "none feasible"
               for s in ("p-max", "best-uniform", "sca", "estpanet")]
     cells.append(f"{100 * (omega['estpanet'] / omega['sca'] - 1):.1f} %")
-    cells.append(f"{feasible['best-uniform']:.0f} / {feasible['sca']:.1f} / {feasible['estpanet']:.1f}")
+    cells.append(" / ".join(f"{feasible[s]:.1f}" for s in trio))
     cells.append(" / ".join(f"{violating[s]:.3g}" for s in trio))
     cells += [f"{latency['sca']:.2f} s", f"{1e3 * latency['estpanet']:.1f} ms"]
     return "| " + " | ".join(cells) + " |"
