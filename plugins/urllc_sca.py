@@ -75,24 +75,32 @@ search finds no ascent.
 
 Initialisation and the served set S. The start is the ``best-uniform``
 common power level (fewest terminals above eps_QoS, then largest Omega).
-Its reliable terminals S_0 stay reliable. If some terminals miss eps_QoS
-there, one convex "phase-0" problem tries to add them:
+If every terminal is reliable there, S is all terminals. Otherwise the exact
+test of :mod:`cfbench.problems.urllc_reliability` decides whether every
+terminal can be reliable at once (Yates' least fixed point of the least
+admissible powers, certified either way; no conic solver involved) and, if
+not, finds the largest set of terminals that can (exhaustive over the number
+of dropped terminals, a greedy drop when that search exceeds its budget). S
+is that set, unless the uniform start already makes more terminals reliable,
+and the start moves along the log-power segment from the returned reliable
+vector ``x^r`` (the least powers that serve S) towards the uniform level
+``x^u``: of the 33 points ``x^r + s (x^u - x^r)``, s = 0, 1/32, ..., 1, the
+one with the largest Omega among those that keep S reliable (s = 0 always
+does). Terminals outside S are not served in the reliability sense: their eps
+constraint is dropped (no decision can serve them together with S), while
+their rates still count in Omega. So ``sca`` is feasible on every instance
+that admits a reliable vector, and elsewhere leaves the fewest terminals
+above eps_QoS that the search certified. The trace starts after this phase.
 
-    min  sum_k r_k + 1e-3 sum_k |x_k - x_k^0|
-    s.t. Z_k(x) <= -ln gamma - 1e-6 + r_k (k not in S_0),  Z_k(x) <= -ln gamma - 1e-6 (k in S_0),
-         r_k >= 0,  box,
-
-(the L1 penalty on the log-SINR shortfalls r_k favours meeting the
-threshold exactly on as many terminals as possible); its solution is the new
-start and S = the terminals reliable there (kept only if S contains S_0 and is
-larger); up to three such rounds run, each with the last S as S_0.
-Terminals outside S are not served in the reliability sense: their eps
-constraint is dropped (serving every terminal at once may be impossible, and
-the L1 heuristic need not find the largest servable set), while their rates
-still count in Omega. So the output never has more
-terminals above eps_QoS than ``best-uniform``. The trace starts after phase
-0. Options: ``max_iter`` (default 20, the paper's count) and ``tol`` (stop
-when an iteration raises Omega by less than ``tol * |Omega|``; default 0).
+Solver failures. Every surrogate maximiser, from Clarabel or the SCS
+fallback, is verified before it is used: its log-SINRs, recomputed in
+closed form, must meet the served terminals' caps and its log powers the box
+within the accuracy that solver actually reaches (``SOLVER_ACCURACY``); an
+answer that misses them is rejected and the next solver is tried. An accepted
+answer is only a direction: the line search then checks every trial point on
+the true Omega and the evaluator's own reliability test. Options:
+``max_iter`` (default 20, the paper's count) and ``tol`` (stop when an
+iteration raises Omega by less than ``tol * |Omega|``; default 0).
 """
 
 from __future__ import annotations
@@ -106,21 +114,22 @@ import scipy.sparse as sp
 from cfbench import Instances, Solution, Solver, hookimpl
 from cfbench.physics import fbl
 from cfbench.plugins.urllc_baselines import CandidateScorer, best_common_level
+from cfbench.problems import urllc_reliability as reliability
 from cfbench.problems.urllc import omega_weights
 
 LN2 = float(np.log(2.0))
 LINE_SEARCH_STEPS = 0.5 ** np.arange(13)
 #: zeta cap of terminals without a reliability constraint (never active: Z_k < 100 in the box)
 NO_CAP = 1e3
-#: log-SINR margin of the phase-0 constraints
-PHASE0_MARGIN = 1e-6
-PHASE0_PROX = 1e-3
-#: at most this many phase-0 problems, each started where the last one ended
-PHASE0_ROUNDS = 3
+#: points on the segment from the least reliable powers to the uniform start (module docstring)
+START_SEGMENT_STEPS = np.linspace(0.0, 1.0, 33)
 #: log-SINR margin of the served terminals' caps in the surrogate
 SURROGATE_MARGIN = 1e-7
 #: solvers tried in order for every convex subproblem
 FALLBACK_CHAIN = (("CLARABEL", {}), ("SCS", {"eps": 1e-6, "max_iters": 20000}))
+#: constraint accuracy each solver reaches in practice (log-SINR and log-power units): a
+#: maximiser that violates the surrogate's caps or box by more is rejected
+SOLVER_ACCURACY = {"CLARABEL": 1e-6, "SCS": 1e-4}
 #: seed of the instance used to compile the subproblems in ``setup``
 WARM_UP_SEED = 2**31 - 5
 #: log coefficients below (largest term's minimum over the box) - LOG_FLOOR are floored there
@@ -237,7 +246,7 @@ def line_search(scorer: CandidateScorer, x: np.ndarray, target: np.ndarray, omeg
 
 
 class SCASubproblems:
-    """The two DPP problems for K terminals: the Omega surrogate and phase 0 (module docstring)."""
+    """The DPP surrogate problem of Omega for K terminals (module docstring)."""
 
     def __init__(self, n_terminals: int) -> None:
         K = n_terminals
@@ -246,7 +255,6 @@ class SCASubproblems:
         self.x_lo = cp.Parameter(name="log_p_min")
         self.x_hi = cp.Parameter(name="log_p_max")
 
-        # phase 2: concave surrogate of Omega
         self.x = cp.Variable(K, name="log_power")
         self.zeta = cp.Variable(K, name="log_inverse_sinr")
         self.lin_x = cp.Parameter(K, name="linear_x")
@@ -261,27 +269,13 @@ class SCASubproblems:
         ])
         assert self.surrogate.is_dpp()
 
-        # phase 0: serve as many terminals as possible near the start
-        self.x0 = cp.Variable(K, name="log_power_phase0")
-        self.slack = cp.Variable(K, nonneg=True, name="log_sinr_shortfall")
-        self.x_ref = cp.Parameter(K, name="x_reference")
-        self.threshold = cp.Parameter(name="log_inverse_sinr_threshold")
-        # 0 for terminals that must stay reliable, 1 for the others (a slack capped at 0
-        # would leave no interior for the interior-point solver)
-        self.slack_allowed = cp.Parameter(K, nonneg=True, name="slack_allowed")
-        self.phase0 = cp.Problem(
-            cp.Minimize(cp.sum(self.slack) + PHASE0_PROX * cp.norm1(self.x0 - self.x_ref)),
-            [self.terms.expression(self.x0, self.b) <= self.threshold + cp.multiply(self.slack_allowed, self.slack),
-             self.x0 >= self.x_lo, self.x0 <= self.x_hi],
-        )
-        assert self.phase0.is_dpp()
 
-
-def _solve(problem: cp.Problem, variable: cp.Variable) -> np.ndarray | None:
+def _solve(problem: cp.Problem, variable: cp.Variable, violation) -> tuple[np.ndarray, str] | None:
     """Solve with Clarabel, falling back to SCS when Clarabel fails (it stops with
-    "insufficient progress" on a few per cent of the phase-0 and surrogate problems of
-    the stress scenarios); the maximiser, or None if both failed. Inaccurate solutions
-    are used: the line search judges them on the true objective."""
+    "insufficient progress" on a few per cent of the stress scenarios' subproblems).
+    An answer is accepted only if ``violation(x)``, the largest constraint violation of
+    the maximiser recomputed outside the solver, is within ``SOLVER_ACCURACY`` of that
+    solver; returns ``(x, solver)`` or None if no solver gave an accepted answer."""
     for solver, options in FALLBACK_CHAIN:
         if solver not in cp.installed_solvers():
             continue
@@ -291,9 +285,37 @@ def _solve(problem: cp.Problem, variable: cp.Variable) -> np.ndarray | None:
                 problem.solve(solver=solver, **options)
         except cp.error.SolverError:
             continue
-        if problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and variable.value is not None:
-            return np.asarray(variable.value, dtype=float)
+        if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or variable.value is None:
+            continue
+        x = np.asarray(variable.value, dtype=float)
+        if np.all(np.isfinite(x)) and violation(x) <= SOLVER_ACCURACY[solver]:
+            return x, solver
     return None
+
+
+def reliable_start(scorer: CandidateScorer, x_uniform: np.ndarray, served_uniform: np.ndarray):
+    """The served set S and the start of the iterations (module docstring): ``(x, S, info)``."""
+    p = scorer.params
+    c = scorer.coefficients
+    test = reliability.reliability_test(c, p.sinr_threshold, p.p_min_w, p.p_max_w)
+    info = {"reliability_status": int(test.status)}
+    if test.status == reliability.REACHABLE:
+        served, power = np.ones(p.n_terminals, dtype=bool), test.power_w
+    else:
+        found = reliability.largest_reliable_set(c, p.sinr_threshold, p.p_min_w, p.p_max_w)
+        served, power = found.served, found.power_w
+        info.update(n_unreachable_low=found.n_unreachable_low, n_unreachable_high=found.n_unreachable_high)
+    if served.sum() <= served_uniform.sum():
+        return x_uniform, served_uniform, info
+    x_r = np.log(np.clip(power, p.p_min_w, p.p_max_w))
+    trials = x_r[None] + START_SEGMENT_STEPS[:, None] * (x_uniform - x_r)[None]
+    scored = scorer.score(np.exp(trials))
+    ok = np.all(scored["reliable"][:, served], axis=1)
+    if not ok.any():  # cannot happen when the test's closed form and the scorer agree
+        return x_uniform, served_uniform, info
+    j = int(np.argmax(np.where(ok, scored["omega"], -np.inf)))
+    info["start_segment_step"] = float(START_SEGMENT_STEPS[j])
+    return trials[j], served, info
 
 
 class SCA(Solver):
@@ -313,7 +335,7 @@ class SCA(Solver):
     def _subproblem(self, scorer: CandidateScorer) -> SCASubproblems:
         """The subproblems for the instance's K, built and compiled on first use.
 
-        Compiling means solving both problems once (here with parameters from
+        Compiling means solving the problem once (here with parameters from
         ``scorer``'s instance at the geometric-mean power): cvxpy's first solve of
         a DPP problem takes another code path whose rounding differs in the last
         bits, which 20 SCA iterations can amplify to 1e-5 in the powers; after it,
@@ -327,9 +349,6 @@ class SCA(Solver):
             sub.b.value, sub.x_lo.value, sub.x_hi.value = b, x_lo, x_hi
             x = np.full(K, 0.5 * (x_lo + x_hi))
             self._surrogate_step(sub, scorer, p, b, x, np.zeros(K, dtype=bool), p.sinr_threshold)
-            sub.x_ref.value, sub.slack_allowed.value = x, np.ones(K)
-            sub.threshold.value = -np.log(p.sinr_threshold)
-            _solve(sub.phase0, sub.x0)
             self._subproblems[K] = sub
         return self._subproblems[K]
 
@@ -347,28 +366,12 @@ class SCA(Solver):
 
         level_w, _ = best_common_level(scorer)
         x = np.full(K, np.log(level_w))
+        served = scorer.score(np.exp(x)[None])["reliable"][0]
+        info = {"start_level_w": level_w, "n_served_start": int(served.sum())}
+        if not served.all():
+            x, served, more = reliable_start(scorer, x, served)
+            info.update(more)
         s = scorer.score(np.exp(x)[None])
-        served = s["reliable"][0]
-        info = {"start_level_w": level_w, "n_served_start": int(served.sum()), "phase0": False}
-
-        info["phase0_rounds"] = 0
-        for _ in range(PHASE0_ROUNDS):  # each round keeps the terminals the last one served
-            if served.all():
-                break
-            sub.x_ref.value = x
-            sub.threshold.value = -np.log(gamma) - PHASE0_MARGIN
-            sub.slack_allowed.value = np.where(served, 0.0, 1.0)
-            x_new = _solve(sub.phase0, sub.x0)
-            if x_new is None:
-                break
-            x_new = np.clip(x_new, x_lo, x_hi)
-            s_new = scorer.score(np.exp(x_new)[None])
-            served_new = s_new["reliable"][0]
-            if not (np.all(served_new[served]) and served_new.sum() > served.sum()):
-                break
-            x, s, served = x_new, s_new, served_new
-            info["phase0"] = True
-            info["phase0_rounds"] += 1
         info["n_served"] = int(served.sum())
 
         omega = float(s["omega"][0])
@@ -410,7 +413,15 @@ class SCA(Solver):
         sub.zeta_cap.value = np.where(served, np.maximum(-np.log(gamma) - SURROGATE_MARGIN, z), NO_CAP)
         # a feasible warm start: the iterate itself
         sub.x.value, sub.zeta.value = x, z
-        return _solve(sub.surrogate, sub.x)
+        cap = np.where(served, sub.zeta_cap.value, np.inf)
+        x_lo, x_hi = float(sub.x_lo.value), float(sub.x_hi.value)
+
+        def violation(x_new: np.ndarray) -> float:
+            z_new, _ = sub.terms.log_inverse_sinr(b, x_new)
+            return float(max(np.max(z_new - cap), np.max(x_lo - x_new), np.max(x_new - x_hi), 0.0))
+
+        answer = _solve(sub.surrogate, sub.x, violation)
+        return None if answer is None else answer[0]
 
     def solve(self, instances: Instances) -> Solution:
         p = instances.params

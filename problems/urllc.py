@@ -61,17 +61,20 @@ decides feasibility"): an instance is ``feasible`` only if every terminal
 meets ``eps_k <= eps_QoS`` (within 1e-6 decades) and the powers are within
 bounds (1e-9 relative). On the ``stress`` scenarios uniform power leaves
 2-19 % of the terminals above ``eps_QoS`` (32 instances, seed 0, best common
-level) while per-terminal power control (``sca``) brings that to 0-2.3 %, so
-power control decides feasibility; whether every terminal of an instance can
-be made reliable at once is not known in closed form. The graded
-reliability is reported as metrics so that infeasible instances still compare
-solvers: ``n_violating_eps`` (terminals with ``eps_k > eps_QoS``),
-``worst_eps`` (``max_k eps_k``) and ``n_unreachable_eps`` (terminals whose
-best case, own ``p_max`` and every other terminal at ``p_min``, misses the
-threshold: ``delta_k`` rises with ``p_k`` and falls with every ``p_i``, so
-this is a lower bound on ``n_violating_eps`` for every decision; it was 0 on
-all measured instances). Omega is reported for
-every valid decision, feasible or not.
+level), so power control decides feasibility. Whether every terminal of an
+instance can be made reliable at once is decided exactly, with a certificate
+either way, by :mod:`cfbench.problems.urllc_reliability` (Yates' least
+fixed point of the least admissible powers; every ``stress`` instance drawn so
+far admits a fully reliable vector). The graded reliability is reported as
+metrics so that infeasible instances still compare solvers:
+``n_violating_eps`` (terminals with ``eps_k > eps_QoS``), ``worst_eps``
+(``max_k eps_k``) and ``n_unreachable_eps``, the fewest terminals that miss
+``eps_QoS`` under ANY decision (0 when a fully reliable vector exists; else
+``K`` minus the largest reliable set, by exhaustive search over the number
+of dropped terminals; NaN where that search did not close within its budget
+or a test stayed undecided). It depends on the instance only and is a lower
+bound on ``n_violating_eps`` of every decision. Omega is reported for every
+valid decision, feasible or not.
 
 Normalisation bounds (eq. 11, spec: "fixed per scenario"). ``SE^min/max``
 and ``EE^min/max`` per group are the minimum and maximum of the group SE/EE
@@ -103,6 +106,7 @@ from cfbench import DecisionField, Instances, Problem, Score, hookimpl
 from cfbench.physics import dbm_to_watt, distances_3d_m, grid_positions_m, log_distance_gain, uniform_positions_m
 from cfbench.physics import channels, fbl
 from cfbench.problems import urllc_model as um
+from cfbench.problems import urllc_reliability as reliability
 from cfbench.problems.urllc_model import TradeoffBounds
 
 #: seed of the calibration instance stream behind the normalisation bounds
@@ -463,16 +467,18 @@ class Urllc(Problem):
         return out
 
     def unreachable_terminals(self, instances: Instances) -> np.ndarray:
-        """Per instance, terminals that miss the SINR threshold even at their own ``p_max``
-        with every other terminal at ``p_min`` (their best case), shape (n,)."""
+        """Per instance, the fewest terminals that miss eps_QoS under any power vector, (n,):
+        0 where a fully reliable vector exists, NaN where the exact search did not close
+        (:mod:`cfbench.problems.urllc_reliability`)."""
         p = instances.params
-        n, K = instances.beta.shape[0], p.n_terminals
-        moments = um.uatf_moments(instances.beta, instances.rician_factor, np.full((n, K), p.p_max_w),
-                                  p.n_antennas, p.n_pilot)  # row k depends on p_k only
-        off = 1.0 - np.eye(K)
-        interference = p.p_min_w * np.sum(moments.second_moment_s_ki * off, axis=-1)
-        best = p.p_max_w * moments.mean_s_kk ** 2 / (p.p_max_w * moments.var_s_kk + interference + moments.noise_aw)
-        return np.sum(best < p.sinr_threshold, axis=-1)
+        coefficients = SinrCoefficients.from_instances(instances)
+        test = reliability.reliability_test(coefficients, p.sinr_threshold, p.p_min_w, p.p_max_w)
+        out = np.where(test.status == reliability.REACHABLE, 0.0, np.nan)
+        for i in np.flatnonzero(test.status == reliability.UNREACHABLE):
+            found = reliability.largest_reliable_set(reliability.take_instance(coefficients, i),
+                                                     p.sinr_threshold, p.p_min_w, p.p_max_w)
+            out[i] = float(found.n_unreachable_low) if found.exact else np.nan
+        return out
 
     def evaluate(self, instances: Instances, decision) -> Score:
         p = instances.params
@@ -504,7 +510,7 @@ class Urllc(Problem):
                 "ee_a_kbit_per_j": 1e-3 * t["ee_a"],
                 "worst_eps": np.max(t["eps"], axis=1),
                 "n_violating_eps": np.sum(log10_eps - np.log10(p.eps_qos) > EPS_TOLERANCE_DECADES, axis=1).astype(float),
-                "n_unreachable_eps": self.unreachable_terminals(instances).astype(float),
+                "n_unreachable_eps": self.unreachable_terminals(instances),
                 "mean_power_w": power.mean(axis=1),
             },
         )
