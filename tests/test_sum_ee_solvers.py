@@ -1,10 +1,12 @@
-"""Solvers for ``sum-ee``: feasibility, reproducibility, monotone SCA, the
-reference against SCA and against random search, permutation equivariance."""
+"""Solvers for ``sum-ee``: feasibility, reproducibility, monotone SCA, its
+stopping rule and its verified solver fallbacks, the reference against SCA and
+against random search, permutation equivariance."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import cvxpy as cp
 import numpy as np
 import pytest
 
@@ -145,6 +147,168 @@ def test_sca_beats_baselines_on_mean(problem):
     for cls in BASELINES:
         _, baseline = solve_cached(cls, problem, "5ap-10ue", 8)
         assert sca.mean() > baseline.mean(), cls.name
+
+
+def test_sca_default_rule_is_converged(problem):
+    """The default stops by its tolerance, not its cap, and a run to 1e-12 / 2000
+    iterations gains less than 1e-6 (relative) over it, while the old fast rule
+    (1e-4 / 50) loses more than that on the same instances."""
+    default_solver = make(SCADinkelbach, problem, "5ap-10ue")
+    assert (default_solver.tol, default_solver.max_iter) == (1e-8, 500)
+    result, objective = solve_cached(SCADinkelbach, problem, "5ap-10ue", 2)
+    instances = problem.sample("5ap-10ue", 2, seed=0)
+
+    def objective_of(**options):
+        solver = make(SCADinkelbach, problem, "5ap-10ue", **options)
+        return problem.evaluate(instances, {"power_w": power_of(solver.solve(instances))}).objective, solver
+
+    tight_objective, tight = objective_of(tol=1e-12, max_iter=2000)
+    assert set(tight.stop_reasons) <= {"tol", "no-ascent"}
+    assert np.all(result.iterations < 500)
+    assert np.all(tight_objective <= objective * (1 + 1e-6))
+    fast_objective, _ = objective_of(tol=1e-4, max_iter=50)
+    assert np.all(fast_objective < objective * (1 - 1e-6))
+
+
+def test_sca_stop_reasons(problem):
+    instances = problem.sample("tiny", 3, seed=0)
+    capped = make(SCADinkelbach, problem, "tiny", max_iter=1)
+    capped.solve(instances)
+    assert capped.stop_reasons == ["max_iter"] * 3
+    solver = make(SCADinkelbach, problem, "tiny", tol="1e-4", max_iter="50")  # as --set passes them
+    assert (solver.tol, solver.max_iter) == (1e-4, 50)
+    solver.solve(instances)
+    assert len(solver.stop_reasons) == 3 and set(solver.stop_reasons) <= {"tol", "no-ascent"}
+
+
+# -- SCA: every solver answer is verified before it is accepted ------------------------
+
+def subproblem_at_equal_power(problem):
+    """A tiny instance (K = 3, L = 2), its subproblem and the equal-power iterate (W)."""
+    instances = problem.sample("tiny", 1, seed=3)
+    params = instances.params
+    subproblem = DinkelbachSubproblem(params.n_ues, params.n_aps)
+    return instances, subproblem, sum_ee_baselines.equal_power_w(params)[0]
+
+
+def scripted(answers):
+    """A stand-in for ``DinkelbachSubproblem.solve_with``: per solver name, an
+    exception to raise or a (status, x) to return; "real" runs the solver."""
+    real = DinkelbachSubproblem.solve_with
+    calls = []
+
+    def solve_with(self, solver, options):
+        calls.append(solver)
+        answer = answers[solver]
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == "real":
+            return real(self, solver, options)
+        return answer
+
+    return solve_with, calls
+
+
+def test_power_violation_and_margin():
+    x = np.array([[0.5, 0.2], [0.4, 0.0]])
+    assert sum_ee_sca.power_violation(x, 1.0) == 0.0
+    assert sum_ee_sca.power_violation(x, 0.8) == pytest.approx(0.1)  # AP 0 carries 0.9
+    assert sum_ee_sca.power_violation(x - 0.3, 1.0) == pytest.approx(0.3)
+    assert sum_ee_sca.power_violation(np.full((2, 2), np.nan), 1.0) == np.inf
+    assert sum_ee_sca.power_violation(None, 1.0) == np.inf
+    assert sum_ee_sca.feasibility_margin(1e-5, 100.0) == pytest.approx(1.01e-3)
+
+
+def test_sca_fallback_answer_that_breaks_the_budget_is_rejected(problem, monkeypatch):
+    instances, subproblem, power_w = subproblem_at_equal_power(problem)
+    budget = instances.params.ap_power_budget_w / subproblem.power_unit_w
+    overloaded = np.full(6, 0.75 * budget)  # each AP at 2.25 x its budget
+    subproblem.attempts = [("CLARABEL", {}, 1e-8), ("SCS", {}, 1e-5)]
+    solve_with, calls = scripted({"CLARABEL": cp.error.SolverError("stall"), "SCS": (cp.OPTIMAL, overloaded)})
+    monkeypatch.setattr(DinkelbachSubproblem, "solve_with", solve_with)
+    assert subproblem.maximiser(problem, instances, power_w) is None
+    assert calls == ["CLARABEL", "SCS"]
+    assert [r[:2] for r in subproblem.rejected] == [("SCS", cp.OPTIMAL)]
+    assert subproblem.rejected[0][2] == pytest.approx(1.25 * instances.params.ap_power_budget_w)
+
+
+@pytest.mark.parametrize("garbage", ["negative", "nan", "none"])
+def test_sca_garbage_then_valid_fallback(problem, monkeypatch, garbage):
+    """Garbage from the first solvers is skipped; the valid answer of the next is taken."""
+    instances, subproblem, power_w = subproblem_at_equal_power(problem)
+    exact_w = DinkelbachSubproblem(3, 2).maximiser(problem, instances, power_w)  # Clarabel, unscripted
+    x = {"negative": np.full(6, -1.0), "nan": np.full(6, np.nan), "none": None}[garbage]
+    valid = exact_w.ravel() / subproblem.power_unit_w
+    subproblem.attempts = [("CLARABEL", {}, 1e-8), ("ECOS", {}, 1e-8), ("SCS", {}, 1e-5)]
+    solve_with, calls = scripted({"CLARABEL": (cp.OPTIMAL, x), "ECOS": (cp.OPTIMAL_INACCURATE, x),
+                                  "SCS": (cp.OPTIMAL_INACCURATE, valid)})
+    monkeypatch.setattr(DinkelbachSubproblem, "solve_with", solve_with)
+    target_w = subproblem.maximiser(problem, instances, power_w)
+    assert calls == ["CLARABEL", "ECOS", "SCS"]
+    assert [r[0] for r in subproblem.rejected] == ["CLARABEL", "ECOS"]
+    np.testing.assert_allclose(target_w, exact_w, rtol=1e-12)
+
+
+def test_sca_margin_is_the_answering_solvers(problem, monkeypatch):
+    """A negative power of 0.5x SCS's margin is within SCS's tolerance (accepted, then
+    clipped to exactly 0) but not within Clarabel's at OPTIMAL; Clarabel's
+    OPTIMAL_INACCURATE answer gets the reduced tolerance 1e-4."""
+    instances, subproblem, power_w = subproblem_at_equal_power(problem)
+    budget = instances.params.ap_power_budget_w / subproblem.power_unit_w
+    x = np.full(6, 5.0)
+    x[1] = -0.5 * sum_ee_sca.feasibility_margin(1e-5, budget)
+    cases = [({"CLARABEL": (cp.OPTIMAL, x)}, ("CLARABEL", {}, 1e-8), False),
+             ({"SCS": (cp.OPTIMAL, x)}, ("SCS", {}, 1e-5), True),
+             ({"CLARABEL": (cp.OPTIMAL_INACCURATE, x)}, ("CLARABEL", {}, 1e-8), True)]
+    for answers, attempt, accepted in cases:
+        subproblem.attempts = [attempt]
+        monkeypatch.setattr(DinkelbachSubproblem, "solve_with", scripted(answers)[0])
+        target_w = subproblem.maximiser(problem, instances, power_w)
+        assert (target_w is not None) == accepted, answers
+        if accepted:
+            assert target_w[0, 1] == 0.0 and target_w.min() == 0.0
+            np.testing.assert_allclose(np.delete(target_w.ravel(), 1), 5.0 * subproblem.power_unit_w)
+
+
+def test_sca_on_the_real_scs_fallback(problem, monkeypatch):
+    """With Clarabel failing every time, SCA runs on SCS, which stops at its iteration
+    cap on these exponential-cone subproblems: exactly its answers outside the
+    margin are turned down, and the result is feasible, monotone and no worse than
+    the equal-power start. With every solver returning garbage SCA keeps equal
+    power and says so."""
+    instances = problem.sample("tiny", 2, seed=5)
+    answers = []
+    real = DinkelbachSubproblem.solve_with
+
+    def clarabel_fails(self, solver, options):
+        if solver != "SCS":
+            raise cp.error.SolverError("forced")
+        status, x = real(self, solver, options)
+        tolerance = 1e-5 if status == cp.OPTIMAL else sum_ee_sca.INACCURATE_FEASIBILITY_TOL
+        budget = self.budget.value
+        violation = sum_ee_sca.power_violation(np.asarray(x).reshape(self.n_ues, self.n_aps), budget)
+        answers.append(violation > sum_ee_sca.feasibility_margin(tolerance, budget))
+        return status, x
+
+    monkeypatch.setattr(DinkelbachSubproblem, "solve_with", clarabel_fails)
+    solver = make(SCADinkelbach, problem, "tiny", max_iter=5)
+    result = solver.solve(instances)
+    assert len(answers) >= 2
+    assert len(solver._subproblem(3, 2).rejected) == sum(answers)
+    score = problem.evaluate(instances, {"power_w": power_of(result)})
+    assert score.feasible.all()
+    equal = problem.evaluate(instances, make(EqualPower, problem, "tiny").solve(instances)).objective
+    assert np.all(score.objective >= equal)
+    for trace in result.trace:
+        assert np.all(np.diff(trace) >= 0)
+
+    garbage = (cp.OPTIMAL, np.full(6, 1e3))
+    monkeypatch.setattr(DinkelbachSubproblem, "solve_with",
+                        scripted({"CLARABEL": garbage, "ECOS": garbage, "SCS": garbage})[0])
+    solver = make(SCADinkelbach, problem, "tiny")
+    result = solver.solve(instances)
+    assert solver.stop_reasons == ["solver-failed"] * 2
+    np.testing.assert_allclose(power_of(result), sum_ee_baselines.equal_power_w(instances.params, 2))
 
 
 # -- reference ------------------------------------------------------------------------
