@@ -44,9 +44,16 @@ as infeasible.
 Numerics. Variables are powers over budgets (``x = p / P``, ``y = q / Q``),
 rates in Mbit/s and EE in Mbit/J, each SINR row divided by its noise term; one
 DPP cvxpy problem per (K_u, K_d, regime) is built once and re-solved with new
-parameters (Clarabel). every QoS row is scaled to read ``row . z >= 1`` and the
-solvers aim at ``1 + MARGIN`` so that round-off cannot make a returned
-decision infeasible; every accepted point is checked against the exact rows.
+parameters (Clarabel). Every QoS row is scaled to read ``row . z >= 1`` and the
+solvers aim at ``1 + MARGIN`` (1e-6, above Clarabel's feasibility tolerance
+of 1e-8) so that round-off cannot make a returned decision infeasible. The
+fallback paths (an answer with status ``OPTIMAL_INACCURATE``, whose
+feasibility tolerance is 1e-4 and so exceeds the margin; a Dinkelbach step
+re-solved in a smaller trust region after the solver failed) are not trusted
+either: :func:`solve_verified` accepts any answer only after the rows it must
+meet are recomputed outside the solver, ``row . z >= 1`` exactly and
+``0 <= z <= 1`` (the margin the answer actually achieves, not the one asked
+for), and treats a failed check as a failed solve.
 """
 
 from __future__ import annotations
@@ -124,6 +131,23 @@ class InstanceData:
         return bool(np.all(self.qos_rows @ z >= 1.0) and np.all((z >= 0) & (z <= 1)))
 
 
+def solve_verified(problem: cp.Problem, variable: cp.Variable, accept) -> np.ndarray | None:
+    """``variable``'s value after solving ``problem`` with Clarabel, or ``None`` when the
+    solver fails, stops without an (inaccurate) optimum, or its answer fails ``accept``:
+    the caller's check of the constraints that answer must meet, recomputed outside
+    the solver (module docstring, Numerics)."""
+    try:
+        with warnings.catch_warnings():  # "Solution may be inaccurate": checked below
+            warnings.simplefilter("ignore", UserWarning)
+            problem.solve(solver=cp.CLARABEL)
+    except cp.error.SolverError:
+        return None
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or variable.value is None:
+        return None
+    x = np.asarray(variable.value, dtype=float)
+    return x if np.all(np.isfinite(x)) and accept(x) else None
+
+
 class DinkelbachStep:
     """The convex problem (31) with the surrogate (27)-(28), (33), as a DPP cvxpy problem.
 
@@ -155,17 +179,13 @@ class DinkelbachStep:
         constraints = [self.w >= self.lower, self.w <= self.upper, self.t <= terms, self.qos_rows @ self.w >= 1 + MARGIN]
         self.problem = cp.Problem(cp.Maximize(self.t), constraints)
 
-    def solve(self) -> tuple[float, np.ndarray] | None:
-        """``(F, w)`` at the optimum, ``None`` when the solver fails."""
-        try:
-            with warnings.catch_warnings():  # inaccurate solves are checked for feasibility by the caller
-                warnings.simplefilter("ignore", UserWarning)
-                self.problem.solve(solver=cp.CLARABEL)
-        except cp.error.SolverError:
+    def solve(self, accept) -> tuple[float, np.ndarray] | None:
+        """``(F, w)`` at the optimum; ``None`` when the solver fails or ``w`` fails ``accept``
+        (the step's point must meet C1-C5 exactly, :func:`solve_verified`)."""
+        w = solve_verified(self.problem, self.w, lambda w: accept(np.maximum(w, 0.0)))
+        if w is None or self.t.value is None:
             return None
-        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.w.value is None:
-            return None
-        return float(self.t.value), np.maximum(self.w.value, 0.0)
+        return float(self.t.value), np.maximum(w, 0.0)
 
 
 class SurrogateModel:
@@ -250,14 +270,8 @@ class SequentialFractionalProgramming(Solver):
     def least_power_point(self, data: InstanceData) -> np.ndarray | None:
         """Least total device power meeting C2-C5 (an LP), or ``None`` when none does."""
         self.rows.value = data.qos_rows
-        try:
-            self.phase0.solve(solver=cp.CLARABEL)
-        except cp.error.SolverError:
-            return None
-        if self.phase0.status != cp.OPTIMAL:
-            return None
-        z = np.clip(self.z0.value, 1e-12, 1.0)
-        return z if data.feasible(z) else None
+        z = solve_verified(self.phase0, self.z0, lambda z: data.feasible(np.clip(z, 1e-12, 1.0)))
+        return None if z is None else np.clip(z, 1e-12, 1.0)
 
     def dinkelbach(self, model: SurrogateModel, lin: dict, z_bar: np.ndarray) -> tuple[np.ndarray, int]:
         """Algorithm 1 on the surrogate problem (31) around ``z_bar``; returns the maximiser
@@ -279,18 +293,20 @@ class SequentialFractionalProgramming(Solver):
             linear = model.psi * lin["linear"]
             linear[np.arange(Kd), Ku + np.arange(Kd)] -= level * model.cost
             step.linear.value = linear * z_bar
-            result = step.solve()
-            while result is None and radius > 1.01:  # conic solver failed: smaller trust region
+
+            def accept(w):  # the point the step proposes meets C1-C5
+                return data.feasible(np.minimum(z_bar * w, 1.0))
+
+            result = step.solve(accept)
+            while result is None and radius > 1.01:  # failed or unverified: smaller trust region
                 radius = np.sqrt(radius)
                 step.lower.value = np.full(z_bar.shape, 1.0 / radius)
                 step.upper.value = np.minimum(radius, 1.0 / z_bar)
-                result = step.solve()
+                result = step.solve(accept)
             if result is None:
                 return z, k
             value, w = result
             z_new = np.minimum(z_bar * w, 1.0)
-            if not data.feasible(z_new):
-                return z, k
             new_level = float(np.min(model.psi * model.surrogate_rate(lin, z_new) / model.power(z_new)))
             if new_level <= level:  # no progress on the surrogate (solver round-off): keep z
                 return z, k

@@ -115,6 +115,48 @@ def test_opc_is_feasible_and_beats_every_feasible_heuristic(opc_runs, scenario):
         assert better.all(), f"OPC does not beat {name}"
 
 
+@pytest.mark.parametrize("corrupt", [True, False])
+def test_opc_accepts_a_fallback_answer_only_after_checking_it(problem, monkeypatch, corrupt):
+    """Every odd solve raises, so each Dinkelbach step falls back to a smaller trust
+    region. A fallback answer flagged inaccurate whose powers are halved (C4 and C5
+    then fail) must be rejected, also as the least-power start; an honest one is
+    accepted."""
+    import cvxpy as cp
+    inst = problem.sample("ku2-kd10-m10-ms5", 1, seed=3)
+    params, c = inst.params, coefficients(inst)
+    solver = SequentialFractionalProgramming()
+    solver.setup(problem, "ku2-kd10-m10-ms5")
+    data = InstanceData(params, c, 0)
+    model = SurrogateModel(params, data)
+    z_bar = solver.least_power_point(data)
+    lin = model.linearise(z_bar)
+    real_solve, calls = cp.Problem.solve, []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(self)
+        if len(calls) % 2 == 1:
+            raise cp.error.SolverError("forced failure")
+        out = real_solve(self, *args, **kwargs)
+        if corrupt:
+            for v in self.variables():
+                if v.name() in ("power_over_current", "power_over_budget"):
+                    v.value = 0.5 * v.value
+            self._status = cp.OPTIMAL_INACCURATE
+        return out
+
+    monkeypatch.setattr(cp.Problem, "solve", flaky)
+    z, _ = solver.dinkelbach(model, lin, z_bar)
+    assert len(calls) >= 2 and data.feasible(z)
+    assert (z is z_bar) == corrupt
+    if not corrupt:
+        level = lambda x: np.min(model.surrogate_rate(lin, x) / model.power(x))  # noqa: E731
+        assert level(z) > level(z_bar)
+    calls.clear()
+    calls.append(None)  # the next solve is an even one: the LP's answer comes back
+    start = solver.least_power_point(data)
+    assert (start is None) == corrupt and (start is None or data.feasible(start))
+
+
 def test_opc_meets_the_embb_rate_constraint_with_equality(opc_runs):
     """Figs. 7-8: 'the QoS constraint C4 is indeed achieved with equality'."""
     for scenario in opc_runs:
