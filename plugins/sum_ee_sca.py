@@ -67,7 +67,7 @@ and ``max_iter`` = 500, is converged: on the three Table II configurations
 2000 iterations is better by at most 9.7e-7 (relative) on every instance.
 ``tol`` = 1e-6 is not enough: the iterations it skips still gain up to 2.3e-5.
 The fast rule of earlier versions, ``--set sca:tol=1e-4 --set sca:max_iter=50``,
-hits its cap on 45 / 17 / 88 % of those instances and ends 0.55 / 0.29 / 0.41 %
+hits its cap on 45 / 17 / 88 % of those instances and ends 0.55 / 0.29 / 0.40 %
 below the converged mean EE (README, "Time", for what it saves). The runner
 records the iteration count; ``stop_reasons`` on the solver holds the reason
 for each instance of the last ``solve``.
