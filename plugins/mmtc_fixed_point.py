@@ -36,6 +36,10 @@ tolerances, and min EE ``>= t (1 - 1e-9)``. The candidates are the iterate and
 its geometric extrapolation ``x + 2 dx r / (1 - r)`` (``r`` the ratio of the
 last two steps), which lands just above the least fixed point along its
 slowest direction, both lifted by 1e-10 so that C4 and C5 hold strictly.
+The verified point's users are then brought down towards their least powers
+with the devices held (from a point meeting C4 the users' map decreases and
+keeps C4, and every device's interference falls), checked again: C4 holds
+with equality up to the lift.
 Near the optimum the iteration's rate tends to 1: a feasible level's fixed
 point is approached, and an infeasible level's iterates leave the box, ever
 more slowly. A level is iterated in rounds of doubling length, each on the
@@ -74,6 +78,7 @@ NEWTON_STEPS = 12       # per device and fixed-point step (warm from the previou
 NEWTON_TOL = 1e-15      # relative Newton step that counts as converged
 OVERSHOOT = 2.0         # feasibility candidate: twice the extrapolated remaining way to the fixed point
 LIFT = 1e-10            # candidates scaled by 1 + LIFT: C4 and C5 bind strictly above their thresholds
+SETTLE_STEPS = 4        # users' map steps that bring a verified point's users to their least powers
 ACCEPT = 1e-9           # a candidate proves a level when its min EE is within this of it (lo is that min EE)
 FIRST_CHUNK, MAX_CHUNK = 8, 256  # fixed-point steps between two restrictions to the undecided drops
 FEASIBLE, INFEASIBLE, UNDECIDED = 1, -1, 0
@@ -213,7 +218,23 @@ class LevelTest:
             verdict = np.where(found, FEASIBLE, verdict)
             p, q = p_new, q_new
             previous_change = np.where(update, change, previous_change)
+        found = verdict == FEASIBLE
+        if found.any():  # the users down to their least powers: C4 tight, every device's SINR up
+            settled_p = self.settle_users(point_p, point_q, user_gain)
+            v = self.verified_value(settled_p, point_q)
+            better = found & (v >= value)
+            point_p, value = np.where(better[:, None], settled_p, point_p), np.where(better, v, value)
         return p, q, verdict, (point_p, point_q), value, steps
+
+    def settle_users(self, p: np.ndarray, q: np.ndarray, user_gain: np.ndarray) -> np.ndarray:
+        """From a point meeting C4, the users' map with the devices held: a decreasing
+        sequence of points meeting C4 (up to the lift) towards the users' least powers."""
+        c = self.c
+        for _ in range(SETTLE_STEPS):
+            rest_u = c.user_interference(p, q) - c.v * p
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p = np.fmin(p, (1 + LIFT) * self.gamma_min * rest_u / user_gain)
+        return p
 
 
 class FixedPointMaxMin(Solver):

@@ -225,6 +225,7 @@ def test_fast_opc_is_global_to_its_bracket(problem, scenario):
     assert np.all(hi - lo <= 1e-4 * hi)
     assert np.all(score.objective >= attained * (1 - 1e-4))
     assert np.all(hi >= attained * (1 - 1e-9))
+    np.testing.assert_allclose(score.metrics["min_user_rate_mbps"], 1.0, rtol=1e-6)  # C4 tight
 
 
 def test_fast_opc_is_not_beaten_by_opc_beyond_its_bracket(problem):
