@@ -178,10 +178,14 @@ class DinkelbachStep:
         self.fbl = fbl
         constraints = [self.w >= self.lower, self.w <= self.upper, self.t <= terms, self.qos_rows @ self.w >= 1 + MARGIN]
         self.problem = cp.Problem(cp.Maximize(self.t), constraints)
+        self.accept = None
 
-    def solve(self, accept) -> tuple[float, np.ndarray] | None:
-        """``(F, w)`` at the optimum; ``None`` when the solver fails or ``w`` fails ``accept``
-        (the step's point must meet C1-C5 exactly, :func:`solve_verified`)."""
+    def solve(self) -> tuple[float, np.ndarray] | None:
+        """``(F, w)`` at the optimum; ``None`` when the solver fails or ``w`` fails
+        ``self.accept``, the check that the caller sets for each step (the point must
+        meet C1-C5 exactly; by default the QoS rows, ``rows . w >= 1``), see
+        :func:`solve_verified`."""
+        accept = self.accept or (lambda w: bool(np.all(self.qos_rows.value @ w >= 1.0)))
         w = solve_verified(self.problem, self.w, lambda w: accept(np.maximum(w, 0.0)))
         if w is None or self.t.value is None:
             return None
@@ -294,15 +298,13 @@ class SequentialFractionalProgramming(Solver):
             linear[np.arange(Kd), Ku + np.arange(Kd)] -= level * model.cost
             step.linear.value = linear * z_bar
 
-            def accept(w):  # the point the step proposes meets C1-C5
-                return data.feasible(np.minimum(z_bar * w, 1.0))
-
-            result = step.solve(accept)
+            step.accept = lambda w: data.feasible(np.minimum(z_bar * w, 1.0))  # the step's point meets C1-C5
+            result = step.solve()
             while result is None and radius > 1.01:  # failed or unverified: smaller trust region
                 radius = np.sqrt(radius)
                 step.lower.value = np.full(z_bar.shape, 1.0 / radius)
                 step.upper.value = np.minimum(radius, 1.0 / z_bar)
-                result = step.solve(accept)
+                result = step.solve()
             if result is None:
                 return z, k
             value, w = result
