@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from cfbench import __version__
 from cfbench.api import CfbenchError
 from cfbench.manifest import build_manifest
 from cfbench.registry import build_registry
-from cfbench.report import FORMATS, comparison_table, format_table, read_results, status_summary, write_results
-from cfbench.runner import run
+from cfbench.executors import EXECUTORS, default_block, make_executor, plan_units
+from cfbench.report import (EMPTY_COLUMNS, FORMATS, RESULTS_FILE, comparison_table, format_table, read_results, status_summary,
+                            write_results)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +56,16 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -95,6 +107,21 @@ def _print_table(rows: pd.DataFrame, manifest: dict, fmt: str) -> None:
         print("\nNon-ok rows:\n" + summary)
 
 
+class _Terminated(Exception):
+    """SIGTERM reached ``cfbench run``: stop like Ctrl-C, keeping the finished rows."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _resume_command(out: Path) -> str:
+    argv = [a for a in sys.argv[1:] if a not in ("--resume", "--overwrite", "--append")]
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", str(out)]
+    return " ".join(["cfbench", *argv, "--resume"])
+
+
 def cmd_run(args) -> int:
     reg = build_registry()
     _warn(reg)
@@ -104,18 +131,20 @@ def cmd_run(args) -> int:
     solvers = reg.select_solvers(args.problem, args.solvers)
     out = Path(args.out) if args.out else Path("results") / (
         f"{args.problem}-{scenario}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if args.append and args.overwrite:
-        raise CfbenchError("--append and --overwrite exclude each other; choose one")
-    existing = (out / "results.parquet").exists()
-    if existing and not (args.overwrite or args.append):
+    modes = [flag for flag in ("append", "overwrite", "resume") if getattr(args, flag)]
+    if len(modes) > 1:
+        raise CfbenchError(f"--{modes[0]} and --{modes[1]} exclude each other; choose one")
+    existing = (out / RESULTS_FILE).exists()
+    if existing and not modes:
         raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
-                           "pass --append to add solvers to it, or --overwrite")
+                           "pass --append to add solvers to it, --resume to finish it, or --overwrite")
     solver_options: dict[str, dict] = {}
     for name, key, value in args.set or []:
         if name not in solvers:
             raise CfbenchError(f"--set names solver {name!r}, which this run does not include; "
                                f"solvers of this run: {', '.join(solvers)}")
         solver_options.setdefault(name, {})[key] = value
+    executor = make_executor(args.executor, args.workers, args.scheduler)
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
         threads=args.threads, warnings=reg.warnings,
@@ -123,30 +152,58 @@ def cmd_run(args) -> int:
                      **({"options": solver_options[s]} if s in solver_options else {})}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
+    manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit}
     kept = pd.DataFrame()
-    if args.append and existing:
+    if existing and args.append:
         kept, manifest = _appendable(out, manifest, solvers)
+    elif existing and args.resume:
+        kept, manifest = _resumable(out, manifest, solvers)
+    done = set(zip(kept["solver"], kept["instance"])) if len(kept) else set()
+    missing = {s: [i for i in range(args.instances) if (s, i) not in done] for s in solvers}
+    block = args.block or default_block(args.instances, getattr(executor, "workers", 1))
+    units = plan_units(args.problem, scenario, args.seed, {s: m for s, m in missing.items() if m}, block,
+                       options=solver_options, timeout_s=args.timeout, threads=args.threads,
+                       memory_limit_mb=args.memory_limit)
+    n_total = len(solvers) * args.instances
+    order = {s: k for k, s in enumerate(solvers)}
+
+    def ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EMPTY_COLUMNS)
+        if len(rows):
+            rows = rows.assign(_order=rows["solver"].map(order).fillna(-1)).sort_values(
+                ["_order", "instance"], kind="stable").drop(columns="_order").reset_index(drop=True)
+        return rows
+
     from tqdm import tqdm
 
-    frames: list[pd.DataFrame] = []
-    bar = tqdm(total=len(solvers) * args.instances, desc="solving", unit="solve", file=sys.stderr,
-               disable=args.quiet or None)
+    frames: list[pd.DataFrame] = [kept] if len(kept) else []
+    bar = tqdm(total=n_total, initial=n_total - sum(map(len, missing.values())), desc="solving", unit="solve",
+               file=sys.stderr, disable=args.quiet or None)
+    manifest["complete"] = False
+    write_results(out, ordered(frames), manifest)  # the folder is a valid (partial) run from here on
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        for frame in run(reg, args.problem, scenario, solvers, n_instances=args.instances, seed=args.seed,
-                         timeout_s=args.timeout, threads=args.threads, solver_options=solver_options,
-                         on_solve=lambda: bar.update(1)):
+        for frame in executor.map(units):
             frames.append(frame)
-            bar.set_postfix_str(f"done {frame['solver'].iloc[0]}")
-            write_results(out, pd.concat([kept, *frames], ignore_index=True), manifest)
-    except KeyboardInterrupt:
+            bar.update(len(frame))
+            write_results(out, ordered(frames), manifest)
+    except (KeyboardInterrupt, _Terminated) as exc:
         bar.close()
-        if frames:
-            print(f"cfbench: interrupted; rows of {len(frames)} finished solver(s) kept in {out}", file=sys.stderr)
-        return 130
+        n_done = sum(map(len, frames))
+        print(f"cfbench: interrupted; {n_done} of {n_total} solves kept in {out}; resume with:\n"
+              f"  {_resume_command(out)}", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     bar.close()
-    rows = pd.concat([kept, *frames], ignore_index=True)
+    rows = ordered(frames)
+    # complete: every solver the folder names has a row for every instance (an --append to an
+    # unfinished run leaves it unfinished)
+    pairs = set(zip(rows["solver"], rows["instance"]))
+    manifest["complete"] = all((s, i) in pairs for s in manifest["solvers"] for i in range(args.instances))
+    write_results(out, rows, manifest)
     _print_table(rows, manifest, "text")
-    print(f"\nresults: {out / 'results.parquet'}")
+    print(f"\nresults: {out / RESULTS_FILE}")
     return 0
 
 
@@ -168,9 +225,42 @@ def _appendable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataF
     return kept, merged
 
 
+def _resumable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Rows of an interrupted (or finished) run in ``out`` to keep, and its manifest. The
+    run must be the same: problem, scenario, seed, instance count, threads and solver options."""
+    rows, old = read_results(out)
+    for key in ("problem", "scenario", "seed", "n_instances", "threads"):
+        if old.get(key) != manifest[key]:
+            raise CfbenchError(f"cannot --resume {str(out)!r}: its {key} is {old.get(key)!r}, this run's is "
+                               f"{manifest[key]!r}")
+    for s in solvers:
+        before = old.get("solvers", {}).get(s, {}).get("options", {})
+        now = manifest["solvers"][s].get("options", {})
+        if s in old.get("solvers", {}) and before != now:
+            raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with options {before!r}, "
+                               f"this run gives {now!r}")
+    merged = dict(old)
+    merged["solvers"] = {**old.get("solvers", {}), **manifest["solvers"]}
+    merged["resumed"] = old.get("resumed", []) + [{"command": manifest["command"],
+                                                  "created_utc": manifest["created_utc"],
+                                                  "execution": manifest["execution"]}]
+    return rows, merged
+
+
 def cmd_report(args) -> int:
     rows, manifest = read_results(Path(args.dir))
-    _print_table(rows, manifest, args.format)
+    if len(rows):
+        _print_table(rows, manifest, args.format)
+    else:
+        print(f"{manifest.get('problem')} / {manifest.get('scenario')}: no finished solves yet")
+    if manifest.get("complete") is False:
+        expected = len(manifest.get("solvers", {})) * int(manifest.get("n_instances", 0))
+        command = manifest.get("command", "cfbench run ...").split()
+        command = [a for a in command if a not in ("--resume", "--overwrite", "--append")]
+        if "--out" not in command:
+            command += ["--out", args.dir]
+        print(f"cfbench: note: incomplete run, {len(rows)} of {expected} solves; finish it with:\n"
+              f"  {' '.join(command)} --resume", file=sys.stderr)
     return 0
 
 
@@ -298,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add (or rerun) these solvers in an existing --out run on the same instances")
     p.add_argument("--set", type=_solver_option, action="append", metavar="SOLVER:KEY=VALUE",
                    help="a solver option, e.g. het-gnn:weights=FILE (repeatable; recorded in the manifest)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run in --out: solve only the (solver, instance) pairs it lacks")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where solves run: 'local' (default, a pool of worker processes) or 'dask' "
+                        "(pip install 'cfbench[dask]')")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="solves at once (default: the number of cores; with dask, the LocalCluster's workers)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="address of a running dask.distributed scheduler (default: start a LocalCluster)")
+    p.add_argument("--block", type=_positive_int, default=None,
+                   help="instances per unit of work (default: about 4 units per worker and solver, at most 16)")
+    p.add_argument("--memory-limit", type=_positive_float, default=None, metavar="MB",
+                   help="address-space limit per worker process; a solver past it gets an 'error' row")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

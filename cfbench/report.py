@@ -8,6 +8,7 @@ rows, so ``cfbench report DIR`` prints exactly what ``cfbench run`` printed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ RESULTS_FILE = "results.parquet"
 MANIFEST_FILE = "manifest.json"
 FORMATS = ("text", "markdown", "csv", "json")
 INSTANCE_KEY = ["problem", "scenario", "seed", "instance"]
+#: columns of the rows file of a run that has no finished solve yet
+EMPTY_COLUMNS = [*INSTANCE_KEY, "solver", "kind", "status"]
 
 
 def best_known(rows: pd.DataFrame) -> pd.Series:
@@ -110,11 +113,21 @@ def _number(value: float) -> str:
 
 
 def write_results(out_dir: Path, rows: pd.DataFrame, manifest: dict) -> None:
+    """Write rows and manifest, each atomically (a temporary file renamed over the old one,
+    after fsync), so a kill at any moment leaves the previous or the new version of each,
+    never a partial one. The rows go first: a manifest never promises rows that are absent."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (RESULTS_FILE + ".tmp")
-    rows.to_parquet(tmp, index=False)
-    tmp.replace(out_dir / RESULTS_FILE)
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    _replace_atomically(out_dir / RESULTS_FILE, lambda path: rows.to_parquet(path, index=False))
+    text = json.dumps(manifest, indent=1, default=str) + "\n"
+    _replace_atomically(out_dir / MANIFEST_FILE, lambda path: path.write_text(text))
+
+
+def _replace_atomically(target: Path, write) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    tmp.replace(target)
 
 
 def read_results(out_dir: Path) -> tuple[pd.DataFrame, dict]:

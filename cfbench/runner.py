@@ -8,13 +8,24 @@ problem's evaluator only; a solver's own claims are never used.
 
 Row status: ``ok`` (scored), ``error`` (raised or crashed), ``timeout``
 (exceeded ``timeout_s``), ``invalid`` (NaN, wrong shape, out of bounds, ...).
+
+A worker never outlives the process that started it: on Linux it asks the
+kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``, so even a
+SIGKILL of the parent takes it along), and :func:`stop_all_workers` ends the
+live ones when a run is interrupted. A worker that dies is reported with its
+real exit code or signal. ``memory_limit_mb`` caps a worker's address space
+(``RLIMIT_AS``): a runaway solver then fails inside its worker (an ``error``
+row) instead of taking the machine down.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -69,15 +80,52 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere the
+    daemon flag and :func:`stop_all_workers` cover normal exits and interrupts)."""
+    if sys.platform.startswith("linux"):
+        try:
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _limit_memory(memory_limit_mb: float | None) -> None:
+    if memory_limit_mb is None:
+        return
+    import resource
+
+    limit = int(memory_limit_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """``exit code 3`` or ``killed by SIGKILL`` (``exitcode`` as multiprocessing reports it)."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
 def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instances: Instances,
-            warmup: Instances, threads: int) -> None:
+            warmup: Instances, threads: int, parent_pid: int, memory_limit_mb: float | None) -> None:
     """Child process: set up, warm up (untimed), then solve indices sent by the parent.
 
     Ctrl-C reaches the whole process group; the worker ignores it so that only
     the parent decides (it stops its workers and keeps the finished rows)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
     limit_threads(threads)
     try:
+        _limit_memory(memory_limit_mb)
         solver: Solver = solver_cls(**options)
         solver.setup(problem, scenario)
         try:
@@ -103,16 +151,47 @@ def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instance
             conn.send(("error", i, _short(exc), time.perf_counter() - t0))
 
 
+#: workers alive in this process (any thread), so that an interrupt can end them all
+_LIVE: set["_WorkerHandle"] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+class RunStopped(Exception):
+    """:func:`stop_all_workers` was called while a unit was running."""
+
+
+def stop_all_workers() -> None:
+    """Kill every live worker of this process and make running :func:`solve_all` calls stop."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for handle in live:
+        handle.kill()
+
+
+def reset_stop() -> None:
+    _STOPPING.clear()
+
+
 class _WorkerHandle:
-    def __init__(self, ctx, solver_cls, options, problem, scenario, instances, warmup, threads):
+    def __init__(self, ctx, solver_cls, options, problem, scenario, instances, warmup, threads,
+                 memory_limit_mb=None):
         self.parent, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker,
-            args=(child, solver_cls, options, problem, scenario, instances, warmup, threads),
+            args=(child, solver_cls, options, problem, scenario, instances, warmup, threads, os.getpid(),
+                  memory_limit_mb),
             daemon=True,
         )
         self.proc.start()
         child.close()
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def exit_description(self) -> str:
+        self.proc.join(timeout=5)  # a dead worker is reaped before its exit code is read
+        return describe_exit(self.proc.exitcode)
 
     def receive(self, timeout_s: float | None):
         """Next message, ``"timeout"`` or ``"died"``."""
@@ -136,6 +215,8 @@ class _WorkerHandle:
             self.proc.kill()
             self.proc.join(timeout=5)
         self.parent.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
 
 def _context():
@@ -145,12 +226,14 @@ def _context():
 
 def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Instances, *,
               options: dict | None = None, timeout_s: float | None = None, threads: int = 1,
-              setup_timeout_s: float | None = None, on_solve: Callable[[], None] | None = None) -> list[SolveOutcome]:
+              setup_timeout_s: float | None = None, on_solve: Callable[[], None] | None = None,
+              memory_limit_mb: float | None = None) -> list[SolveOutcome]:
     """Solve every instance with one solver in an isolated worker; one outcome per instance.
 
     A solve that exceeds ``timeout_s`` is killed and reported as ``timeout``;
     the worker is restarted for the remaining instances. ``setup_timeout_s``
     bounds setup plus the untimed warm-up (default: ``max(120, 10 * timeout_s)``).
+    Raises :class:`RunStopped` if :func:`stop_all_workers` is called meanwhile.
     """
     ctx = _context()
     warmup = problem.sample(scenario, 1, seed=WARMUP_SEED)
@@ -162,14 +245,19 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
     i = 0
     try:
         while i < n:
+            if _STOPPING.is_set():
+                raise RunStopped()
             if worker is None:
-                worker = _WorkerHandle(ctx, solver_cls, options or {}, problem, scenario, instances, warmup, threads)
+                worker = _WorkerHandle(ctx, solver_cls, options or {}, problem, scenario, instances, warmup, threads,
+                                       memory_limit_mb)
                 msg = worker.receive(setup_timeout_s)
+                if _STOPPING.is_set():
+                    raise RunStopped()
                 if msg != ("ready",):
                     if msg == "timeout":
                         status, text = "timeout", f"setup and warm-up exceeded {setup_timeout_s:g} s"
                     elif msg == "died":
-                        status, text = "error", f"worker died during setup (exit code {worker.proc.exitcode})"
+                        status, text = "error", f"worker died during setup ({worker.exit_description()})"
                     else:
                         status, text = "error", f"setup failed: {msg[1]}"
                     worker.kill()
@@ -180,12 +268,14 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
                     return outcomes
             worker.parent.send(i)
             msg = worker.receive(timeout_s)
+            if _STOPPING.is_set():
+                raise RunStopped()
             if msg == "timeout":
                 outcomes.append(SolveOutcome("timeout", f"exceeded {timeout_s:g} s", latency_s=float(timeout_s)))
                 worker.kill()
                 worker = None
             elif msg == "died":
-                outcomes.append(SolveOutcome("error", f"worker died (exit code {worker.proc.exitcode})"))
+                outcomes.append(SolveOutcome("error", f"worker died ({worker.exit_description()})"))
                 worker.kill()
                 worker = None
             elif msg[0] == "error":
@@ -203,8 +293,8 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
 
 
 def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> pd.DataFrame:
-    """Validate decisions against the declared fields, evaluate the valid ones in one
-    vectorised call, and return one row per instance (without run identifiers).
+    """Validate decisions against the declared fields, evaluate the valid ones (one instance
+    per call), and return one row per instance (without run identifiers).
     Valid rows keep their decision, flattened, in ``decision_<field>`` columns
     (shape: the field's declared shape)."""
     n = len(instances)
@@ -231,23 +321,23 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
             rows[i]["status"], rows[i]["message"] = "invalid", reason
         else:
             valid.append(i)
-    if valid:
-        fields = [f.name for f in problem.decision_fields(instances.scenario)]
-        batch = {k: np.concatenate([np.asarray(outcomes[i].decision[k], dtype=float) for i in valid]) for k in fields}
-        score = problem.evaluate(instances[valid], batch)
-        max_violation = score.max_violation
-        for j, i in enumerate(valid):
-            for k in fields:  # the decision itself, flattened, so results can be re-judged later
-                rows[i][f"decision_{k}"] = batch[k][j].ravel().tolist()
-            objective = float(score.objective[j])
-            rows[i]["objective"] = objective
-            rows[i]["max_violation"] = float(max_violation[j])
-            rows[i]["feasible"] = bool(score.feasible[j]) and np.isfinite(objective)
-            for name, v in score.violation.items():
-                rows[i][f"viol_{name}"] = float(v[j])
-            for name, v in score.metrics.items():  # per-terminal metrics are kept as lists
-                value = np.asarray(v[j], dtype=float)
-                rows[i][f"metric_{name}"] = float(value) if value.ndim == 0 else value.ravel().tolist()
+    fields = [f.name for f in problem.decision_fields(instances.scenario)]
+    for i in valid:
+        # one instance per call: a vectorised evaluator's last bits may depend on the batch it
+        # sees, and rows must not depend on how a run was cut into units
+        decision = {k: np.asarray(outcomes[i].decision[k], dtype=float) for k in fields}
+        score = problem.evaluate(instances[[i]], decision)
+        for k in fields:  # the decision itself, flattened, so results can be re-judged later
+            rows[i][f"decision_{k}"] = decision[k][0].ravel().tolist()
+        objective = float(score.objective[0])
+        rows[i]["objective"] = objective
+        rows[i]["max_violation"] = float(score.max_violation[0])
+        rows[i]["feasible"] = bool(score.feasible[0]) and np.isfinite(objective)
+        for name, v in score.violation.items():
+            rows[i][f"viol_{name}"] = float(v[0])
+        for name, v in score.metrics.items():  # per-terminal metrics are kept as lists
+            value = np.asarray(v[0], dtype=float)
+            rows[i][f"metric_{name}"] = float(value) if value.ndim == 0 else value.ravel().tolist()
     assert len(rows) == n
     return pd.DataFrame(rows)
 

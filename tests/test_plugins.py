@@ -73,7 +73,7 @@ def test_example_plugin_passes_the_conformance_kit(plugin_path, monkeypatch):
 
 
 def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
-    """Ctrl-C during a hanging solve: exit 130, the finished solver's rows stay on disk."""
+    """Ctrl-C during a hanging solve: exit 130, every finished solve's row stays on disk."""
     import os
     import signal
     import subprocess
@@ -91,7 +91,9 @@ def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
-    while not (out / "results.parquet").exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # until 'equal' is finished
+        if (out / "results.parquet").exists() and (pd.read_parquet(out / "results.parquet")["solver"] == "equal").sum() == 2:
+            break
         time.sleep(0.2)
     time.sleep(1.0)  # 'hangs' is now stuck in its first solve (no --timeout)
     os.killpg(proc.pid, signal.SIGINT)
@@ -99,4 +101,6 @@ def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     rows = pd.read_parquet(out / "results.parquet")
-    assert list(rows["solver"]) == ["equal", "equal"] and (rows["status"] == "ok").all()
+    assert list(rows["solver"][:2]) == ["equal", "equal"] and (rows["status"] == "ok").all()
+    # instance 1 of 'hangs' may have finished beside the hanging instance 0; instance 0 never does
+    assert list(rows[rows["solver"] == "hangs"]["instance"]) in ([], [1])

@@ -1,0 +1,187 @@
+"""Executors: where the runner's units of work run.
+
+The runner decides *what* to solve (problem x scenario x solvers x seeded
+instances, minus the pairs a results folder already holds); an executor
+decides *where*. The unit of work is one :class:`WorkUnit`: one solver on a
+contiguous block of instance indices. :func:`run_unit` draws that block from
+the seeded stream, solves it in an isolated worker process
+(:func:`cfbench.runner.solve_all`: each solve timed alone, hard timeout,
+crash and hang isolation) and scores it with the problem's evaluator, so a
+unit returns finished rows and nothing else crosses back. Because instance
+``i`` of a seed is the same on every machine and every solve is independent
+of the others, the rows (decisions, objectives, metrics; not the latencies)
+are the same whatever the executor, the number of workers or the block size.
+
+- ``local`` (default): a pool of ``workers`` threads in this process, each
+  driving one isolated worker process at a time, so ``workers`` solves run
+  at once. No server, no extra dependency.
+- ``dask``: the same units submitted to a ``dask.distributed`` cluster, an
+  existing one (``scheduler`` address) or a ``LocalCluster`` of ``workers``
+  single-threaded processes. Dask workers are made non-daemonic so that
+  they may start the isolated solve process (``pip install cfbench[dask]``).
+
+Both yield each unit's rows as soon as it is finished (in completion order),
+so the caller can save them as they come.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from cfbench.api import CfbenchError
+
+EXECUTORS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One solver on instances ``start .. start + count - 1`` of a seeded scenario stream."""
+
+    problem: str
+    scenario: str
+    seed: int
+    solver: str
+    start: int
+    count: int
+    options: dict = field(default_factory=dict)
+    timeout_s: float | None = None
+    threads: int = 1
+    memory_limit_mb: float | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def _registry():
+    from cfbench.registry import build_registry
+
+    return build_registry()
+
+
+def run_unit(unit: WorkUnit) -> pd.DataFrame:
+    """Draw, solve (isolated worker) and score one unit; its rows with run identifiers."""
+    from cfbench.runner import score_outcomes, solve_all
+
+    registry = _registry()
+    problem = registry.problem(unit.problem)
+    provided = registry.solver(unit.problem, unit.solver)
+    instances = problem.sample(unit.scenario, unit.count, unit.seed, start=unit.start)
+    outcomes = solve_all(problem, unit.scenario, provided.cls, instances, options=unit.options,
+                         timeout_s=unit.timeout_s, threads=unit.threads, memory_limit_mb=unit.memory_limit_mb)
+    frame = score_outcomes(problem, instances, outcomes)
+    frame.insert(0, "problem", unit.problem)
+    frame.insert(1, "scenario", unit.scenario)
+    frame.insert(2, "seed", unit.seed)
+    frame.insert(4, "solver", unit.solver)
+    frame.insert(5, "kind", provided.cls.kind)
+    frame["threads"] = unit.threads
+    return frame
+
+
+def plan_units(problem: str, scenario: str, seed: int, missing: dict[str, list[int]], block: int,
+               options: dict[str, dict] | None = None, **common) -> list[WorkUnit]:
+    """Units covering the ``missing`` instance indices of each solver (in the mapping's order):
+    contiguous runs of indices cut into blocks of at most ``block``. ``options`` maps a solver
+    to its options; ``common`` holds the other :class:`WorkUnit` fields."""
+    units = []
+    for solver, indices in missing.items():
+        runs: list[list[int]] = []
+        for i in sorted(indices):
+            if runs and i == runs[-1][-1] + 1 and len(runs[-1]) < block:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        solver_options = dict((options or {}).get(solver, {}))
+        units.extend(WorkUnit(problem, scenario, seed, solver, r[0], len(r), options=solver_options, **common)
+                     for r in runs)
+    return units
+
+
+def default_block(n_instances: int, workers: int) -> int:
+    """Instances per unit: about four units per worker and solver (so a slow block does not
+    leave the other workers idle), at most 16 (so an interrupt loses little)."""
+    return max(1, min(16, -(-n_instances // (4 * workers))))
+
+
+class LocalExecutor:
+    """``workers`` units at a time on this machine (module docstring)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "workers": self.workers}
+
+    def map(self, units: Iterable[WorkUnit]) -> Iterator[pd.DataFrame]:
+        from cfbench.runner import stop_all_workers
+
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cfbench-unit")
+        try:
+            pending = {pool.submit(run_unit, u) for u in units}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            stop_all_workers()   # an interrupt or an error: no solve outlives the run
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """The units on a ``dask.distributed`` cluster (module docstring)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        try:
+            import dask
+            import distributed
+        except ImportError:
+            raise CfbenchError("--executor dask needs Dask: pip install 'cfbench[dask]' "
+                               "(or choose --executor local)") from None
+        self._dask, self._distributed = dask, distributed
+        self.scheduler, self.workers = scheduler, workers or os.cpu_count() or 1
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "scheduler": self.scheduler or "LocalCluster",
+                "workers": None if self.scheduler else self.workers}
+
+    def map(self, units: Iterable[WorkUnit]) -> Iterator[pd.DataFrame]:
+        distributed = self._distributed
+        cluster = None
+        # the isolated solve process is a child of the Dask worker: workers must not be daemons
+        with self._dask.config.set({"distributed.worker.daemon": False}):
+            try:
+                if self.scheduler:
+                    client = distributed.Client(self.scheduler, timeout="10s")
+                else:
+                    cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=None)
+                    client = distributed.Client(cluster)
+            except OSError as exc:
+                raise CfbenchError(f"cannot reach Dask scheduler {self.scheduler!r}: {exc}") from None
+            futures = [client.submit(run_unit, u, pure=False) for u in units]
+            try:
+                for future in distributed.as_completed(futures):
+                    yield future.result()
+            finally:
+                client.cancel(futures)
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+
+
+def make_executor(name: str, workers: int | None = None, scheduler: str | None = None):
+    if name == "local":
+        if scheduler:
+            raise CfbenchError("--scheduler needs --executor dask")
+        return LocalExecutor(workers)
+    if name == "dask":
+        return DaskExecutor(scheduler, workers)
+    raise CfbenchError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")

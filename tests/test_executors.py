@@ -1,0 +1,198 @@
+"""Executors, resume and worker lifetime of ``cfbench run`` (as a user runs it: subprocesses)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfbench.executors import WorkUnit, default_block, plan_units
+from cfbench.runner import describe_exit
+from conftest import run_cli
+
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+#: columns that legitimately differ between two runs of the same work
+TIMING = ("latency_s",)
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    key = ["solver", "instance"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    for column in a.columns:
+        if column in TIMING:
+            continue
+        for x, y in zip(a[column], b[column]):
+            if isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y):
+                continue
+            assert np.array_equal(np.asarray(x), np.asarray(y)), (column, x, y)
+
+
+def _popen(args, plugin_path, **kw):
+    env = dict(os.environ, PYTHONPATH=str(plugin_path))
+    return subprocess.Popen([sys.executable, "-m", "cfbench.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(predicate, timeout_s=120.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _n_rows(out: Path, solver: str | None = None) -> int:
+    try:
+        rows = pd.read_parquet(out / "results.parquet")
+    except (OSError, ValueError):
+        return 0
+    return int(len(rows) if solver is None else (rows["solver"] == solver).sum())
+
+
+def test_plan_cuts_missing_indices_into_contiguous_blocks():
+    units = plan_units("p", "s", 0, {"a": [0, 1, 2, 3, 4, 7, 8], "b": [5]}, block=2, options={"a": {"k": 1}})
+    assert [(u.solver, u.start, u.count) for u in units] == [
+        ("a", 0, 2), ("a", 2, 2), ("a", 4, 1), ("a", 7, 2), ("b", 5, 1)]
+    assert units[0].options == {"k": 1} and units[-1].options == {}
+    assert default_block(256, 2) == 16 and default_block(8, 2) == 1 and default_block(40, 1) == 10
+    assert isinstance(units[0], WorkUnit)
+
+
+def test_rows_are_identical_across_executors_and_worker_counts(tmp_path):
+    common = ["run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal,best-uniform,sca,random",
+              "--instances", "6", "--seed", "3", "--quiet"]
+    runs = {"one": ["--workers", "1", "--block", "6"], "two": ["--workers", "2", "--block", "1"]}
+    if HAS_DASK:
+        runs["dask"] = ["--executor", "dask", "--workers", "2"]
+    rows = {}
+    for name, extra in runs.items():
+        res = run_cli(*common, *extra, "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+        rows[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["complete"] is True
+        assert manifest["execution"]["executor"] == ("dask" if name == "dask" else "local")
+    assert len(rows["one"]) == 24
+    for name in rows:
+        _same_rows(rows["one"], rows[name])
+
+
+def test_dask_executor_without_dask_is_a_one_line_error(tmp_path):
+    fake = tmp_path / "no_dask"
+    (fake / "dask").mkdir(parents=True)
+    (fake / "dask" / "__init__.py").write_text("raise ImportError('no dask here')\n")
+    env = dict(os.environ, PYTHONPATH=str(fake))
+    res = subprocess.run([sys.executable, "-m", "cfbench.cli", "run", "--problem", "sum-ee", "--scenario", "tiny",
+                          "--executor", "dask", "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert "pip install 'cfbench[dask]'" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()  # validated before any work
+
+
+def test_kill_9_mid_run_then_resume_solves_exactly_the_missing_pairs(plugin_path, tmp_path):
+    out = tmp_path / "killed"
+    args = ["run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal,slow", "--instances", "12",
+            "--workers", "2", "--block", "1", "--out", str(out), "--quiet"]
+    proc = _popen(args, plugin_path)
+    assert _wait_for(lambda: _n_rows(out, "slow") >= 3), proc.communicate(timeout=5)
+    workers = _children(proc.pid)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.communicate(timeout=30)
+    assert _wait_for(lambda: not any(_alive(w) for w in workers), 10), "a worker outlived its killed parent"
+    rows = pd.read_parquet(out / "results.parquet")
+    assert 3 <= len(rows) < 24
+    assert not rows.duplicated(["solver", "instance"]).any() and (rows["status"] == "ok").all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False
+    report = run_cli("report", str(out), plugin_path=plugin_path)
+    assert report.returncode == 0 and "incomplete run" in report.stderr and "--resume" in report.stderr
+    before = {(s, i) for s, i in zip(rows["solver"], rows["instance"])}
+
+    res = run_cli(*args[:-1], "--resume", plugin_path=plugin_path)  # --quiet dropped: the table is printed
+    assert res.returncode == 0, res.stderr
+    resumed = pd.read_parquet(out / "results.parquet")
+    assert len(resumed) == 24 and not resumed.duplicated(["solver", "instance"]).any()
+    kept = resumed.set_index(["solver", "instance"]).loc[sorted(before)]
+    np.testing.assert_array_equal(kept["latency_s"].to_numpy(),
+                                  rows.set_index(["solver", "instance"]).loc[sorted(before)]["latency_s"].to_numpy())
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
+    fresh = tmp_path / "fresh"
+    assert run_cli(*args[:-3], "--out", str(fresh), "--quiet", plugin_path=plugin_path).returncode == 0
+    _same_rows(pd.read_parquet(fresh / "results.parquet"), resumed)
+
+
+def test_sigterm_stops_the_run_keeps_rows_and_prints_the_resume_command(plugin_path, tmp_path):
+    out = tmp_path / "terminated"
+    proc = _popen(["run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal,hangs", "--instances", "2",
+                   "--workers", "2", "--out", str(out), "--quiet"], plugin_path)
+    assert _wait_for(lambda: _n_rows(out, "equal") == 2)
+    assert _wait_for(lambda: len(_children(proc.pid)) >= 1)
+    time.sleep(0.5)  # 'hangs' is stuck in its first solve
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and str(out) in stderr
+    assert _wait_for(lambda: not any(_alive(w) for w in workers), 10), "a worker outlived the run"
+    rows = pd.read_parquet(out / "results.parquet")
+    assert set(rows["solver"]) <= {"equal", "hangs"} and (rows[rows["solver"] == "equal"]["status"] == "ok").all()
+
+
+def test_a_dead_worker_is_reported_with_its_signal(plugin_path, tmp_path):
+    out = tmp_path / "crash"
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "crashes", "--instances", "3",
+                  "--workers", "1", "--out", str(out), plugin_path=plugin_path)
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "results.parquet").set_index("instance")
+    assert list(rows["status"]) == ["ok", "error", "ok"]
+    assert rows.loc[1, "message"] == "worker died (killed by SIGKILL)"
+    assert describe_exit(3) == "exit code 3" and describe_exit(-9) == "killed by SIGKILL"
+
+
+def test_memory_limit_turns_a_runaway_solver_into_an_error_row(plugin_path, tmp_path):
+    out = tmp_path / "hog"
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "hog", "--instances", "2",
+                  "--workers", "1", "--memory-limit", "2000", "--set", "hog:gib=4", "--out", str(out),
+                  plugin_path=plugin_path)
+    assert res.returncode == 0, res.stderr
+    rows = pd.read_parquet(out / "results.parquet").set_index("instance")
+    assert list(rows["status"]) == ["error", "ok"]
+    assert "MemoryError" in rows.loc[0, "message"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--workers", "0"], "--workers"),
+    (["--executor", "ray"], "invalid choice: 'ray'"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --executor dask"),
+    (["--memory-limit", "-5"], "--memory-limit"),
+    (["--resume", "--append"], "exclude each other"),
+])
+def test_bad_execution_options_are_one_line_errors(tmp_path, bad, message):
+    res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--out", str(tmp_path / "x"), *bad)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()
