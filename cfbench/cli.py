@@ -328,7 +328,6 @@ def cmd_dataset(args) -> int:
     from tqdm import tqdm
 
     from cfbench import dataset
-    from cfbench.runner import limit_threads
 
     reg = build_registry()
     _warn(reg)
@@ -337,17 +336,18 @@ def cmd_dataset(args) -> int:
     provided = reg.solver(args.problem, args.labels)
     if args.seed is None:
         args.seed = dataset.DEFAULT_SEED
-    limit_threads(args.threads)
-    solver = provided.cls(**dict(args.set or []))
+    options = dict(args.set or [])
+    provided.cls(**options)  # options are checked here, before any work
+    executor = make_executor(args.executor, args.workers, args.scheduler)
     n_shards = -(-args.samples // args.shard_size)
     bar = tqdm(total=len(scenarios) * n_shards * args.shard_size, desc="labelling", unit="sample",
                file=sys.stderr, disable=args.quiet or None)
     try:
         for s in scenarios:
             bar.set_postfix_str(s)
-            solver.setup(problem, s)
-            manifest = dataset.build(problem, solver, s, args.samples, Path(args.out), seed=args.seed,
-                                     shard_size=args.shard_size, on_progress=bar.update, version=__version__)
+            manifest = dataset.build(problem, args.labels, options, s, args.samples, Path(args.out), seed=args.seed,
+                                     shard_size=args.shard_size, executor=executor, threads=args.threads,
+                                     on_progress=bar.update, version=__version__)
             bar.write(f"{Path(args.out) / s}: {manifest['samples']} samples, labels by {args.labels}, "
                       f"{manifest['label_seconds_total']:.0f} s of labelling in total")
     except KeyboardInterrupt:
@@ -422,7 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=None, help="instance stream seed (default: cfbench.dataset.DEFAULT_SEED)")
     p.add_argument("--shard-size", type=_positive_int, default=32, help="instances per shard (default 32)")
     p.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE", help="label solver option")
-    p.add_argument("--threads", type=_positive_int, default=1, help="threads (default 1)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="threads per worker (default 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where shards are labelled: 'local' (default) or 'dask' (pip install 'cfbench[dask]')")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="shards at once (default: the number of cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="address of a running dask.distributed scheduler (default: start a LocalCluster)")
     p.add_argument("--out", metavar="DIR", required=True, help="dataset folder (one subfolder per scenario)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dataset)

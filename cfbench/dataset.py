@@ -6,7 +6,10 @@ draws instances ``0 .. N-1`` of each scenario's stream ``seed`` (the same
 :data:`DEFAULT_SEED` is far from the small seeds benchmark runs use, so
 training data and benchmark instances never coincide), solves them with the
 label solver in batches of ``shard_size`` (``N`` is rounded up to whole shards) and scores every label with the
-problem's evaluator.
+problem's evaluator. Shards are labelled on the executors of ``cfbench run``
+(:mod:`cfbench.executors`): ``--workers`` forked processes on this machine by
+default, or a Dask cluster with ``--executor dask``; a shard's labels do not
+depend on where it was labelled.
 
 Format (one folder per scenario)::
 
@@ -25,6 +28,7 @@ missing ones are computed. Asking for more samples later extends the dataset.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -71,19 +75,64 @@ def label_shard(problem: Problem, solver, scenario: str, seed: int, start: int, 
     return arrays
 
 
+@dataclass(frozen=True)
+class ShardUnit:
+    """One shard to label: instances ``start .. start + count - 1`` of ``scenario``'s stream
+    ``seed``, labelled by solver ``labels`` with ``options`` and written to ``path``."""
+
+    problem: str
+    scenario: str
+    seed: int
+    labels: str
+    options: dict
+    start: int
+    count: int
+    path: str
+    threads: int = 1
+
+
+@functools.lru_cache(maxsize=4)
+def _label_solver(problem_name: str, labels: str, options_key: tuple, scenario: str):
+    """The label solver, set up once per worker process and scenario."""
+    from cfbench.registry import build_registry
+
+    registry = build_registry()
+    problem = registry.problem(problem_name)
+    solver = registry.solver(problem_name, labels).cls(**dict(options_key))
+    solver.setup(problem, scenario)
+    return problem, solver
+
+
+def label_unit(unit: ShardUnit) -> int:
+    """Label and write one shard (in an executor's worker process); returns its sample count."""
+    from cfbench.runner import limit_threads
+
+    limit_threads(unit.threads)
+    problem, solver = _label_solver(unit.problem, unit.labels, tuple(sorted(unit.options.items())), unit.scenario)
+    write_shard(Path(unit.path), label_shard(problem, solver, unit.scenario, unit.seed, unit.start, unit.count))
+    return unit.count
+
+
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 
 
-def build(problem: Problem, solver, scenario: str, n_samples: int, out: Path, *, seed: int = DEFAULT_SEED,
-          shard_size: int = 32, on_progress: Callable[[int], None] | None = None, version: str = "") -> dict:
-    """Create or resume ``out/<scenario>``; returns its manifest (with the time spent)."""
+def build(problem: Problem, labels: str, options: dict, scenario: str, n_samples: int, out: Path, *,
+          seed: int = DEFAULT_SEED, shard_size: int = 32, executor=None, threads: int = 1,
+          on_progress: Callable[[int], None] | None = None, version: str = "") -> dict:
+    """Create or resume ``out/<scenario>``, labelling the missing shards on ``executor``
+    (:mod:`cfbench.executors`; default: a local pool of one worker process per core);
+    returns its manifest (with the time spent)."""
     if shard_size < 1:
         raise CfbenchError(f"shard size must be >= 1, got {shard_size}")
+    if executor is None:
+        from cfbench.executors import LocalExecutor
+
+        executor = LocalExecutor()
     folder = Path(out) / scenario
-    identity = _identity(problem.name, scenario, seed, solver.name, solver.options, shard_size)
+    identity = _identity(problem.name, scenario, seed, labels, options, shard_size)
     manifest_path = folder / "manifest.json"
     previous: dict[str, Any] = {}
     if manifest_path.exists():
@@ -96,21 +145,23 @@ def build(problem: Problem, solver, scenario: str, n_samples: int, out: Path, *,
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = -(-n_samples // shard_size)
     manifest = {**identity, "samples": labelled_samples(folder), "cfbench": version,
-                "label_seconds_total": labelling_seconds(folder)}
+                "label_seconds_total": labelling_seconds(folder), "execution": executor.describe()}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    units = []
     for shard in range(n_shards):
         path = shard_path(folder, shard)
         if path.exists():
             if on_progress:
                 on_progress(shard_size)
             continue
-        arrays = label_shard(problem, solver, scenario, seed, shard * shard_size, shard_size)
-        write_shard(path, arrays)
+        units.append(ShardUnit(problem.name, scenario, seed, labels, dict(options), shard * shard_size, shard_size,
+                               str(path), threads))
+    for count in executor.map(units, label_unit):
         manifest["label_seconds_total"] = labelling_seconds(folder)
         manifest["samples"] = labelled_samples(folder)
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         if on_progress:
-            on_progress(shard_size)
+            on_progress(count)
     return manifest
 
 

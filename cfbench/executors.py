@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -118,18 +119,29 @@ class LocalExecutor:
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers}
 
-    def map(self, units: Iterable[WorkUnit]) -> Iterator[pd.DataFrame]:
-        from cfbench.runner import stop_all_workers
+    def map(self, units: Iterable[WorkUnit], fn=None) -> Iterator:
+        """``fn(unit)`` for every unit, ``workers`` at a time, results in completion order.
+        The default ``fn``, :func:`run_unit`, isolates its solves in worker processes of its
+        own, so threads drive it; any other ``fn`` runs in a pool of forked processes."""
+        from cfbench.runner import reset_stop, stop_all_workers
 
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cfbench-unit")
+        if fn is None:
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cfbench-unit")
+            fn = run_unit
+        else:
+            pool = ProcessPoolExecutor(self.workers, mp_context=_fork_context())
+        reset_stop()
         try:
-            pending = {pool.submit(run_unit, u) for u in units}
+            pending = {pool.submit(fn, u) for u in units}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
         finally:
             stop_all_workers()   # an interrupt or an error: no solve outlives the run
+            if isinstance(pool, ProcessPoolExecutor):
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -152,8 +164,11 @@ class DaskExecutor:
         return {"executor": self.name, "scheduler": self.scheduler or "LocalCluster",
                 "workers": None if self.scheduler else self.workers}
 
-    def map(self, units: Iterable[WorkUnit]) -> Iterator[pd.DataFrame]:
+    def map(self, units: Iterable[WorkUnit], fn=None) -> Iterator:
+        """``fn(unit)`` (default :func:`run_unit`) for every unit on the cluster, results in
+        completion order."""
         distributed = self._distributed
+        fn = fn or run_unit
         cluster = None
         # the isolated solve process is a child of the Dask worker: workers must not be daemons
         with self._dask.config.set({"distributed.worker.daemon": False}):
@@ -166,7 +181,7 @@ class DaskExecutor:
                     client = distributed.Client(cluster)
             except OSError as exc:
                 raise CfbenchError(f"cannot reach Dask scheduler {self.scheduler!r}: {exc}") from None
-            futures = [client.submit(run_unit, u, pure=False) for u in units]
+            futures = [client.submit(fn, u, pure=False) for u in units]
             try:
                 for future in distributed.as_completed(futures):
                     yield future.result()
@@ -175,6 +190,11 @@ class DaskExecutor:
                 client.close()
                 if cluster is not None:
                     cluster.close()
+
+
+def _fork_context():
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
 def make_executor(name: str, workers: int | None = None, scheduler: str | None = None):

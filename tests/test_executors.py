@@ -196,3 +196,23 @@ def test_bad_execution_options_are_one_line_errors(tmp_path, bad, message):
     res = run_cli("run", "--problem", "sum-ee", "--scenario", "tiny", "--out", str(tmp_path / "x"), *bad)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_dataset_labels_are_the_same_on_every_executor(tmp_path):
+    common = ["dataset", "--problem", "mmtc", "--scenario", "tiny", "--labels", "opc-fast", "--samples", "12",
+              "--shard-size", "4", "--quiet"]
+    runs = {"one": ["--workers", "1"], "two": ["--workers", "2"]}
+    if HAS_DASK:
+        runs["dask"] = ["--executor", "dask", "--workers", "2"]
+    shards = {}
+    for name, extra in runs.items():
+        res = run_cli(*common, *extra, "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+        shards[name] = [dict(np.load(p)) for p in sorted((tmp_path / name / "tiny").glob("shard-*.npz"))]
+        assert len(shards[name]) == 3
+    for name in shards:
+        for a, b in zip(shards["one"], shards[name]):
+            assert a.keys() == b.keys()
+            for key in a:
+                if key != "label_seconds":
+                    np.testing.assert_array_equal(a[key], b[key])

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cfbench import dataset as ds  # noqa: E402
+from cfbench.executors import LocalExecutor  # noqa: E402
 from cfbench.api import CfbenchError  # noqa: E402
 from cfbench.learning import load_checkpoint  # noqa: E402
 from cfbench.plugins import mmtc_baselines as bl  # noqa: E402
@@ -139,9 +140,7 @@ def test_one_network_serves_every_table_ii_setting():
 def tiny_dataset(tmp_path_factory):
     """A small labelled dataset (G-FPC labels: cheap; the pipeline does not care who labels)."""
     out = tmp_path_factory.mktemp("data")
-    solver = bl.GeneralisedFractionalPowerControl()
-    solver.setup(PROBLEM, "tiny")
-    ds.build(PROBLEM, solver, "tiny", 96, out, seed=7, shard_size=16)
+    ds.build(PROBLEM, "g-fpc", {}, "tiny", 96, out, seed=7, shard_size=16, executor=LocalExecutor(2))
     return out
 
 
@@ -164,12 +163,11 @@ def test_dataset_format_and_exact_resume(tiny_dataset, tmp_path):
     assert ds.load(PROBLEM, copy / "tiny", 32).instances.index[-1] == 31
     with pytest.raises(CfbenchError, match="resume"):
         ds.load(PROBLEM, copy / "tiny", 96)
-    solver = bl.GeneralisedFractionalPowerControl()
-    ds.build(PROBLEM, solver, "tiny", 96, copy, seed=7, shard_size=16)
+    ds.build(PROBLEM, "g-fpc", {}, "tiny", 96, copy, seed=7, shard_size=16, executor=LocalExecutor(1))
     again = ds.load(PROBLEM, copy / "tiny")
     np.testing.assert_array_equal(again.labels["device_power_w"], data.labels["device_power_w"])
     with pytest.raises(CfbenchError, match="seed = 7"):
-        ds.build(PROBLEM, solver, "tiny", 96, copy, seed=8, shard_size=16)
+        ds.build(PROBLEM, "g-fpc", {}, "tiny", 96, copy, seed=8, shard_size=16)
 
 
 def test_dataset_cli_resumes_and_rejects_bad_input(tmp_path):
