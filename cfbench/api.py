@@ -225,6 +225,10 @@ class Solver:
     kind: ClassVar[str]
     problems: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    #: True if one ``solve`` call on a batch of instances is faster per instance than one call
+    #: each (vectorised numpy, a network's forward pass): ``cfbench run --batch N`` then also
+    #: times calls on N instances and reports that throughput beside the one-at-a-time latency
+    solves_batches: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options

@@ -152,7 +152,7 @@ def cmd_run(args) -> int:
                      **({"options": solver_options[s]} if s in solver_options else {})}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
-    manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit}
+    manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit, "batch": args.batch}
     kept = pd.DataFrame()
     if existing and args.append:
         kept, manifest = _appendable(out, manifest, solvers)
@@ -161,9 +161,11 @@ def cmd_run(args) -> int:
     done = set(zip(kept["solver"], kept["instance"])) if len(kept) else set()
     missing = {s: [i for i in range(args.instances) if (s, i) not in done] for s in solvers}
     block = args.block or default_block(args.instances, getattr(executor, "workers", 1))
+    if args.batch:  # a unit holds whole batches
+        block = -(-max(block, args.batch) // args.batch) * args.batch
     units = plan_units(args.problem, scenario, args.seed, {s: m for s, m in missing.items() if m}, block,
                        options=solver_options, timeout_s=args.timeout, threads=args.threads,
-                       memory_limit_mb=args.memory_limit)
+                       memory_limit_mb=args.memory_limit, batch=args.batch)
     n_total = len(solvers) * args.instances
     order = {s: k for k, s in enumerate(solvers)}
 
@@ -399,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of a running dask.distributed scheduler (default: start a LocalCluster)")
     p.add_argument("--block", type=_positive_int, default=None,
                    help="instances per unit of work (default: about 4 units per worker and solver, at most 16)")
+    p.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+                   help="also time solvers that solve batches on N instances per call and report the per-instance "
+                        "time (throughput) beside the one-at-a-time latency")
     p.add_argument("--memory-limit", type=_positive_float, default=None, metavar="MB",
                    help="address-space limit per worker process; a solver past it gets an 'error' row")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

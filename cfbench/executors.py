@@ -54,6 +54,7 @@ class WorkUnit:
     timeout_s: float | None = None
     threads: int = 1
     memory_limit_mb: float | None = None
+    batch: int | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,7 +73,8 @@ def run_unit(unit: WorkUnit) -> pd.DataFrame:
     provided = registry.solver(unit.problem, unit.solver)
     instances = problem.sample(unit.scenario, unit.count, unit.seed, start=unit.start)
     outcomes = solve_all(problem, unit.scenario, provided.cls, instances, options=unit.options,
-                         timeout_s=unit.timeout_s, threads=unit.threads, memory_limit_mb=unit.memory_limit_mb)
+                         timeout_s=unit.timeout_s, threads=unit.threads, memory_limit_mb=unit.memory_limit_mb,
+                         batch=unit.batch)
     frame = score_outcomes(problem, instances, outcomes)
     frame.insert(0, "problem", unit.problem)
     frame.insert(1, "scenario", unit.scenario)

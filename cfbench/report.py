@@ -40,7 +40,9 @@ def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None,
     counts every row (errors, timeouts and invalid output count as infeasible).
     ``gap_%`` is ``100 (best - J) / |best|`` against the best feasible value any
     solver in the run reached on the same instance. ``speedup`` is the paper's
-    iterative solver's median latency divided by this solver's. Each name in
+    iterative solver's median latency divided by this solver's. ``batch_latency_ms``
+    (runs with ``--batch``; NaN for solvers that do not solve batches) is the median of
+    a batch call's time divided by its size. Each name in
     ``metrics`` adds a column with the mean of ``metric_<name>`` over the ok
     rows (feasible or not), e.g. urllc's SE/EE per group and the number of
     terminals missing eps_QoS.
@@ -64,6 +66,8 @@ def comparison_table(rows: pd.DataFrame, paper_solver: str | None = None,
             "mean_gap_pct": feas["gap_pct"].mean(),
             "median_latency_ms": 1e3 * ok["latency_s"].median(),
             "p95_latency_ms": 1e3 * ok["latency_s"].quantile(0.95),
+            **({"batch_latency_ms": 1e3 * ok["batch_latency_s"].median()}
+               if "batch_latency_s" in ok and ok["batch_latency_s"].notna().any() else {}),
             **{name: ok[f"metric_{name}"].mean() if f"metric_{name}" in ok else np.nan for name in metrics},
         })
     table = pd.DataFrame(lines)

@@ -51,6 +51,7 @@ class SolveOutcome:
     latency_s: float = float("nan")
     iterations: float = float("nan")
     trace: list[float] | None = None
+    batch_latency_s: float = float("nan")   # a batch call's time / its size (``--batch``)
 
 
 def limit_threads(threads: int) -> None:
@@ -141,6 +142,14 @@ def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instance
         i = conn.recv()
         if i is None:
             return
+        if isinstance(i, tuple):  # ("batch", [indices]): time one call on them, decisions unused
+            t0 = time.perf_counter()
+            try:
+                solver.solve(instances[list(i[1])])
+                conn.send(("batch", time.perf_counter() - t0))
+            except Exception as exc:  # noqa: BLE001
+                conn.send(("error", i, _short(exc), time.perf_counter() - t0))
+            continue
         t0 = time.perf_counter()
         try:
             out = solver.solve(instances[i])
@@ -227,13 +236,18 @@ def _context():
 def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Instances, *,
               options: dict | None = None, timeout_s: float | None = None, threads: int = 1,
               setup_timeout_s: float | None = None, on_solve: Callable[[], None] | None = None,
-              memory_limit_mb: float | None = None) -> list[SolveOutcome]:
+              memory_limit_mb: float | None = None, batch: int | None = None) -> list[SolveOutcome]:
     """Solve every instance with one solver in an isolated worker; one outcome per instance.
 
     A solve that exceeds ``timeout_s`` is killed and reported as ``timeout``;
     the worker is restarted for the remaining instances. ``setup_timeout_s``
     bounds setup plus the untimed warm-up (default: ``max(120, 10 * timeout_s)``).
     Raises :class:`RunStopped` if :func:`stop_all_workers` is called meanwhile.
+
+    With ``batch`` (for a solver that declares ``solves_batches``), the same worker then
+    times one ``solve`` call per ``batch`` consecutive instances (timeout ``batch *
+    timeout_s`` per call) and records the call's time divided by its size as each
+    instance's ``batch_latency_s``; the rows' decisions stay the one-at-a-time ones.
     """
     ctx = _context()
     warmup = problem.sample(scenario, 1, seed=WARMUP_SEED)
@@ -286,10 +300,39 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
             i += 1
             if on_solve:
                 on_solve()
+        if batch and getattr(solver_cls, "solves_batches", False):
+            worker = _time_batches(worker, outcomes, batch, timeout_s, ctx, solver_cls, options, problem, scenario,
+                                   instances, warmup, threads, memory_limit_mb)
     finally:
         if worker is not None:
             worker.stop()
     return outcomes
+
+
+def _time_batches(worker, outcomes, batch, timeout_s, ctx, solver_cls, options, problem, scenario, instances,
+                  warmup, threads, memory_limit_mb):
+    """``batch_latency_s`` of ``outcomes`` from timed calls on ``batch`` instances each; returns
+    the worker still alive (or None)."""
+    n = len(outcomes)
+    for first in range(0, n, batch):
+        chunk = list(range(first, min(first + batch, n)))
+        if _STOPPING.is_set():
+            raise RunStopped()
+        if worker is None:
+            worker = _WorkerHandle(ctx, solver_cls, options or {}, problem, scenario, instances, warmup, threads,
+                                   memory_limit_mb)
+            if worker.receive(None if timeout_s is None else max(120.0, 10.0 * timeout_s)) != ("ready",):
+                worker.kill()
+                return None
+        worker.parent.send(("batch", chunk))
+        msg = worker.receive(None if timeout_s is None else timeout_s * len(chunk))
+        if isinstance(msg, tuple) and msg[0] == "batch":
+            for j in chunk:
+                outcomes[j].batch_latency_s = msg[1] / len(chunk)
+        elif msg in ("timeout", "died"):
+            worker.kill()
+            worker = None
+    return worker
 
 
 def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> pd.DataFrame:
@@ -309,6 +352,7 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
             "latency_s": o.latency_s,
             "iterations": o.iterations,
             "trace": o.trace,
+            "batch_latency_s": o.batch_latency_s,
         }
         for i, o in enumerate(outcomes)
     ]
@@ -339,7 +383,10 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
             value = np.asarray(v[0], dtype=float)
             rows[i][f"metric_{name}"] = float(value) if value.ndim == 0 else value.ravel().tolist()
     assert len(rows) == n
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame["batch_latency_s"].isna().all():  # no --batch timing: no column
+        frame = frame.drop(columns="batch_latency_s")
+    return frame
 
 
 def run(registry, problem_name: str, scenario: str, solver_names: list[str], *, n_instances: int,

@@ -250,6 +250,7 @@ class FixedPointMaxMin(Solver):
     kind = "iterative"
     problems = ("mmtc",)
     description = "max-min EE of (21) by bisection on the level with a monotone power fixed point (numpy, batch)"
+    solves_batches = True
 
     def solve(self, instances):
         params = instances.params

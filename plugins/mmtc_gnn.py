@@ -235,6 +235,7 @@ class HeterogeneousGnn(Solver):
     kind = "learned"
     problems = ("mmtc",)
     description = "line-graph heterogeneous attention GNN trained on OPC labels with an augmented Lagrangian (Sec. VI)"
+    solves_batches = True
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)

@@ -167,6 +167,7 @@ class EstpaNet(Solver):
     kind = "learned"
     problems = ("urllc",)
     description = "U-ESTPANet: dual-stream CNN + attention pooling + Transformer, unsupervised (Yan et al., Sec. III)"
+    solves_batches = True
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)

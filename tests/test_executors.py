@@ -216,3 +216,22 @@ def test_dataset_labels_are_the_same_on_every_executor(tmp_path):
             for key in a:
                 if key != "label_seconds":
                     np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_batch_mode_reports_throughput_beside_latency_and_keeps_the_rows(tmp_path):
+    common = ["run", "--problem", "mmtc", "--scenario", "tiny", "--solvers", "opc-fast,upc", "--instances", "8",
+              "--workers", "2", "--quiet"]
+    assert run_cli(*common, "--out", str(tmp_path / "plain")).returncode == 0
+    res = run_cli(*common, "--batch", "4", "--out", str(tmp_path / "batch"))
+    assert res.returncode == 0, res.stderr
+    plain = pd.read_parquet(tmp_path / "plain" / "results.parquet")
+    batch = pd.read_parquet(tmp_path / "batch" / "results.parquet")
+    assert "batch_latency_s" not in plain
+    fast = batch[batch["solver"] == "opc-fast"]
+    assert fast["batch_latency_s"].notna().all() and (fast["batch_latency_s"] > 0).all()
+    # one call per 4 instances: the 4 rows of a call share its time / 4
+    assert fast["batch_latency_s"].nunique() == 2
+    assert batch[batch["solver"] == "upc"]["batch_latency_s"].isna().all()  # does not declare batches
+    _same_rows(plain, batch.drop(columns="batch_latency_s"))
+    table = run_cli("report", str(tmp_path / "batch"), "--format", "csv").stdout
+    assert "batch_latency_ms" in table.splitlines()[0]
