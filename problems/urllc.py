@@ -472,11 +472,14 @@ class Urllc(Problem):
         (:mod:`cfbench.problems.urllc_reliability`)."""
         p = instances.params
         coefficients = SinrCoefficients.from_instances(instances)
-        test = reliability.reliability_test(coefficients, p.sinr_threshold, p.p_min_w, p.p_max_w)
+        # the SINR at which eps_k is at the evaluator's own limit (eps_QoS plus its tolerance), so
+        # that the count bounds n_violating_eps of every decision exactly
+        threshold = _sinr_threshold(p.n_data, p.bits_per_packet, p.eps_qos * 10.0 ** EPS_TOLERANCE_DECADES)
+        test = reliability.reliability_test(coefficients, threshold, p.p_min_w, p.p_max_w)
         out = np.where(test.status == reliability.REACHABLE, 0.0, np.nan)
         for i in np.flatnonzero(test.status == reliability.UNREACHABLE):
             found = reliability.largest_reliable_set(reliability.take_instance(coefficients, i),
-                                                     p.sinr_threshold, p.p_min_w, p.p_max_w)
+                                                     threshold, p.p_min_w, p.p_max_w)
             out[i] = float(found.n_unreachable_low) if found.exact else np.nan
         return out
 
