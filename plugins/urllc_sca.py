@@ -81,14 +81,18 @@ terminal can be reliable at once (Yates' least fixed point of the least
 admissible powers, certified either way; no conic solver involved) and, if
 not, finds the largest set of terminals that can (exhaustive over the number
 of dropped terminals, a greedy drop when that search exceeds its budget). S
-is that set, unless the uniform start already makes more terminals reliable,
-and the start moves along the log-power segment from the returned reliable
-vector ``x^r`` (the least powers that serve S) towards the uniform level
-``x^u``: of the 33 points ``x^r + s (x^u - x^r)``, s = 0, 1/32, ..., 1, the
-one with the largest Omega among those that keep S reliable (s = 0 always
-does). Terminals outside S are not served in the reliability sense: their eps
-constraint is dropped (no decision can serve them together with S), while
-their rates still count in Omega. So ``sca`` is feasible on every instance
+is that set, unless the uniform start already makes more terminals reliable.
+The start is then the best (largest Omega) of the points that keep S
+reliable among: the reliable point nearest to the uniform level ``x^u`` (a
+convex problem, ``min ||x - x^u||_1`` subject to the served terminals' GP
+reliability constraints and the box, solved and verified like the surrogate
+below; it is feasible because the test's vector ``x^r`` lies in it), and the
+33 points ``x^r + s (x^u - x^r)``, s = 0, 1/32, ..., 1, of the log-power
+segment from ``x^r`` towards ``x^u`` (s = 0 always qualifies, so a solver
+failure cannot cost the reliable start). Terminals outside S are not
+served in the reliability sense: their eps constraint is dropped (no
+decision can serve them together with S), while their rates still count in
+Omega. So ``sca`` is feasible on every instance
 that admits a reliable vector, and elsewhere leaves the fewest terminals
 above eps_QoS that the search certified. The trace starts after this phase.
 
@@ -269,6 +273,16 @@ class SCASubproblems:
         ])
         assert self.surrogate.is_dpp()
 
+        # the reliable point nearest (L1, log powers) to the uniform start
+        self.x_near = cp.Variable(K, name="log_power_nearest")
+        self.x_ref = cp.Parameter(K, name="log_power_uniform")
+        self.near_cap = cp.Parameter(K, name="near_zeta_cap")
+        self.nearest = cp.Problem(cp.Minimize(cp.norm1(self.x_near - self.x_ref)), [
+            self.terms.expression(self.x_near, self.b) <= self.near_cap,
+            self.x_near >= self.x_lo, self.x_near <= self.x_hi,
+        ])
+        assert self.nearest.is_dpp()
+
 
 def _solve(problem: cp.Problem, variable: cp.Variable, violation) -> tuple[np.ndarray, str] | None:
     """Solve with Clarabel, falling back to SCS when Clarabel fails (it stops with
@@ -293,7 +307,8 @@ def _solve(problem: cp.Problem, variable: cp.Variable, violation) -> tuple[np.nd
     return None
 
 
-def reliable_start(scorer: CandidateScorer, x_uniform: np.ndarray, served_uniform: np.ndarray):
+def reliable_start(scorer: CandidateScorer, sub: "SCASubproblems", b: np.ndarray, x_uniform: np.ndarray,
+                   served_uniform: np.ndarray):
     """The served set S and the start of the iterations (module docstring): ``(x, S, info)``."""
     p = scorer.params
     c = scorer.coefficients
@@ -307,14 +322,28 @@ def reliable_start(scorer: CandidateScorer, x_uniform: np.ndarray, served_unifor
         info.update(n_unreachable_low=found.n_unreachable_low, n_unreachable_high=found.n_unreachable_high)
     if served.sum() <= served_uniform.sum():
         return x_uniform, served_uniform, info
+    x_lo, x_hi = np.log(p.p_min_w), np.log(p.p_max_w)
     x_r = np.log(np.clip(power, p.p_min_w, p.p_max_w))
-    trials = x_r[None] + START_SEGMENT_STEPS[:, None] * (x_uniform - x_r)[None]
+    candidates = [x_r[None] + START_SEGMENT_STEPS[:, None] * (x_uniform - x_r)[None]]
+    # the reliable point nearest to the uniform start (a convex problem, feasible: x_r is in it)
+    cap = np.where(served, -np.log(p.sinr_threshold) - SURROGATE_MARGIN, NO_CAP)
+    sub.x_ref.value, sub.near_cap.value = x_uniform, cap
+    checked_cap = np.where(served, cap, np.inf)
+
+    def violation(x_new: np.ndarray) -> float:
+        z_new, _ = sub.terms.log_inverse_sinr(b, x_new)
+        return float(max(np.max(z_new - checked_cap), np.max(x_lo - x_new), np.max(x_new - x_hi), 0.0))
+
+    nearest = _solve(sub.nearest, sub.x_near, violation)
+    if nearest is not None:
+        candidates.append(np.clip(nearest[0], x_lo, x_hi)[None])
+    trials = np.concatenate(candidates)
     scored = scorer.score(np.exp(trials))
     ok = np.all(scored["reliable"][:, served], axis=1)
     if not ok.any():  # cannot happen when the test's closed form and the scorer agree
         return x_uniform, served_uniform, info
     j = int(np.argmax(np.where(ok, scored["omega"], -np.inf)))
-    info["start_segment_step"] = float(START_SEGMENT_STEPS[j])
+    info["start"] = "nearest" if j == len(START_SEGMENT_STEPS) else f"segment {START_SEGMENT_STEPS[j]:g}"
     return trials[j], served, info
 
 
@@ -349,6 +378,8 @@ class SCA(Solver):
             sub.b.value, sub.x_lo.value, sub.x_hi.value = b, x_lo, x_hi
             x = np.full(K, 0.5 * (x_lo + x_hi))
             self._surrogate_step(sub, scorer, p, b, x, np.zeros(K, dtype=bool), p.sinr_threshold)
+            sub.x_ref.value, sub.near_cap.value = x, np.full(K, NO_CAP)
+            _solve(sub.nearest, sub.x_near, lambda _: 0.0)
             self._subproblems[K] = sub
         return self._subproblems[K]
 
@@ -369,7 +400,7 @@ class SCA(Solver):
         served = scorer.score(np.exp(x)[None])["reliable"][0]
         info = {"start_level_w": level_w, "n_served_start": int(served.sum())}
         if not served.all():
-            x, served, more = reliable_start(scorer, x, served)
+            x, served, more = reliable_start(scorer, sub, b, x, served)
             info.update(more)
         s = scorer.score(np.exp(x)[None])
         info["n_served"] = int(served.sum())
