@@ -7,7 +7,10 @@ contiguous block of instance indices. :func:`run_unit` draws that block from
 the seeded stream, solves it in an isolated worker process
 (:func:`cfbench.runner.solve_all`: each solve timed alone, hard timeout,
 crash and hang isolation) and scores it with the problem's evaluator, so a
-unit returns finished rows and nothing else crosses back. Because instance
+unit returns finished rows and nothing else crosses back. The worker process
+outlives its unit: the next unit of the same solver on the same executor slot
+reuses it (:class:`cfbench.runner.WarmWorkers`), so set-up and the untimed
+warm-up solve are paid once per slot and solver, not once per unit. Because instance
 ``i`` of a seed is the same on every machine and every solve is independent
 of the others, the rows (decisions, objectives, metrics; not the latencies)
 are the same whatever the executor, the number of workers or the block size.
@@ -19,6 +22,8 @@ are the same whatever the executor, the number of workers or the block size.
   existing one (``scheduler`` address) or a ``LocalCluster`` of ``workers``
   single-threaded processes. Dask workers are made non-daemonic so that
   they may start the isolated solve process (``pip install cfbench[dask]``).
+  A kept solve process dies with its Dask worker, and on a long-lived cluster
+  exits by itself after ``WORKER_IDLE_EXIT_S`` without work.
 
 Both yield each unit's rows as soon as it is finished (in completion order),
 so the caller can save them as they come.
@@ -57,6 +62,19 @@ class WorkUnit:
     batch: int | None = None
 
 
+#: workers kept warm between the units run by this process (one per executor thread)
+_WARM = None
+
+
+def _warm_workers():
+    global _WARM
+    if _WARM is None:
+        from cfbench.runner import WarmWorkers
+
+        _WARM = WarmWorkers()
+    return _WARM
+
+
 @functools.lru_cache(maxsize=1)
 def _registry():
     from cfbench.registry import build_registry
@@ -74,7 +92,7 @@ def run_unit(unit: WorkUnit) -> pd.DataFrame:
     instances = problem.sample(unit.scenario, unit.count, unit.seed, start=unit.start)
     outcomes = solve_all(problem, unit.scenario, provided.cls, instances, options=unit.options,
                          timeout_s=unit.timeout_s, threads=unit.threads, memory_limit_mb=unit.memory_limit_mb,
-                         batch=unit.batch)
+                         batch=unit.batch, keep=_warm_workers())
     frame = score_outcomes(problem, instances, outcomes)
     frame.insert(0, "problem", unit.problem)
     frame.insert(1, "scenario", unit.scenario)
@@ -140,6 +158,7 @@ class LocalExecutor:
                 for future in done:
                     yield future.result()
         finally:
+            _warm_workers().close()
             stop_all_workers()   # an interrupt or an error: no solve outlives the run
             if isinstance(pool, ProcessPoolExecutor):
                 for process in list(getattr(pool, "_processes", {}).values()):

@@ -139,9 +139,15 @@ def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instance
         return
     conn.send(("ready",))
     while True:
+        if not conn.poll(WORKER_IDLE_EXIT_S):  # kept warm but no longer wanted
+            return
         i = conn.recv()
         if i is None:
             return
+        if isinstance(i, tuple) and i[0] == "load":  # ("load", instances): a kept worker's next block
+            instances = i[1]
+            conn.send(("loaded",))
+            continue
         if isinstance(i, tuple):  # ("batch", [indices]): time one call on them, decisions unused
             t0 = time.perf_counter()
             try:
@@ -159,6 +165,10 @@ def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instance
         except Exception as exc:  # noqa: BLE001
             conn.send(("error", i, _short(exc), time.perf_counter() - t0))
 
+
+#: a worker kept warm between :func:`solve_all` calls exits after this long without a message,
+#: and is reused only if it has waited for less than half of it (so it never exits under a reuse)
+WORKER_IDLE_EXIT_S = 120.0
 
 #: workers alive in this process (any thread), so that an interrupt can end them all
 _LIVE: set["_WorkerHandle"] = set()
@@ -197,6 +207,19 @@ class _WorkerHandle:
         child.close()
         with _LIVE_LOCK:
             _LIVE.add(self)
+        self.idle_since = time.monotonic()
+
+    def load(self, instances: Instances, timeout_s: float = 30.0) -> bool:
+        """Hand a kept worker its next block; False if it is gone (it is then killed)."""
+        try:
+            self.parent.send(("load", instances))
+        except (BrokenPipeError, OSError):
+            self.kill()
+            return False
+        if self.receive(timeout_s) != ("loaded",):
+            self.kill()
+            return False
+        return True
 
     def exit_description(self) -> str:
         self.proc.join(timeout=5)  # a dead worker is reaped before its exit code is read
@@ -228,6 +251,56 @@ class _WorkerHandle:
             _LIVE.discard(self)
 
 
+class WarmWorkers:
+    """Workers kept alive between :func:`solve_all` calls: at most one per calling thread.
+
+    A worker is set up and warmed up once, then serves every later block of the same
+    solver (same class, options, problem, scenario, threads, memory limit) that the same
+    thread hands to :func:`solve_all`, so a run cut into many units pays set-up and warm-up
+    once per thread and solver, not once per unit. Each solve is still timed alone with the
+    same timeout; a worker that timed out, died or failed to set up is never kept. Per
+    thread, because a worker dies with the thread that started it (``PR_SET_PDEATHSIG``).
+    A worker asked for another solver is stopped first; one left unused for
+    :data:`WORKER_IDLE_EXIT_S` exits on its own; :meth:`close` stops them all.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[tuple, _WorkerHandle]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(problem: Problem, scenario: str, solver_cls: type, options: dict | None, threads: int,
+            memory_limit_mb: float | None) -> tuple:
+        return (problem.name, scenario, f"{solver_cls.__module__}.{solver_cls.__qualname__}",
+                repr(sorted((options or {}).items())), threads, memory_limit_mb)
+
+    def take(self, key: tuple) -> "_WorkerHandle | None":
+        with self._lock:
+            held = self._held.pop(threading.get_ident(), None)
+        if held is None:
+            return None
+        held_key, worker = held
+        fresh = time.monotonic() - worker.idle_since < WORKER_IDLE_EXIT_S / 2
+        if held_key == key and fresh and worker.proc.is_alive():
+            return worker
+        worker.stop()
+        return None
+
+    def give(self, key: tuple, worker: "_WorkerHandle") -> None:
+        worker.idle_since = time.monotonic()
+        with self._lock:
+            previous = self._held.pop(threading.get_ident(), None)
+            self._held[threading.get_ident()] = (key, worker)
+        if previous is not None:
+            previous[1].stop()
+
+    def close(self) -> None:
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        for _, worker in held:
+            worker.stop()
+
+
 def _context():
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
@@ -236,7 +309,8 @@ def _context():
 def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Instances, *,
               options: dict | None = None, timeout_s: float | None = None, threads: int = 1,
               setup_timeout_s: float | None = None, on_solve: Callable[[], None] | None = None,
-              memory_limit_mb: float | None = None, batch: int | None = None) -> list[SolveOutcome]:
+              memory_limit_mb: float | None = None, batch: int | None = None,
+              keep: WarmWorkers | None = None) -> list[SolveOutcome]:
     """Solve every instance with one solver in an isolated worker; one outcome per instance.
 
     A solve that exceeds ``timeout_s`` is killed and reported as ``timeout``;
@@ -248,8 +322,12 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
     times one ``solve`` call per ``batch`` consecutive instances (timeout ``batch *
     timeout_s`` per call) and records the call's time divided by its size as each
     instance's ``batch_latency_s``; the rows' decisions stay the one-at-a-time ones.
+
+    With ``keep``, the worker comes from (and goes back to) that :class:`WarmWorkers` when
+    it can, instead of being started, set up and warmed up for this call alone.
     """
     ctx = _context()
+    key = WarmWorkers.key(problem, scenario, solver_cls, options, threads, memory_limit_mb) if keep else None
     warmup = problem.sample(scenario, 1, seed=WARMUP_SEED)
     if setup_timeout_s is None and timeout_s is not None:
         setup_timeout_s = max(120.0, 10.0 * timeout_s)
@@ -261,6 +339,10 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
         while i < n:
             if _STOPPING.is_set():
                 raise RunStopped()
+            if worker is None and keep is not None:
+                worker = keep.take(key)
+                if worker is not None and not worker.load(instances):
+                    worker = None
             if worker is None:
                 worker = _WorkerHandle(ctx, solver_cls, options or {}, problem, scenario, instances, warmup, threads,
                                        memory_limit_mb)
@@ -303,6 +385,9 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
         if batch and getattr(solver_cls, "solves_batches", False):
             worker = _time_batches(worker, outcomes, batch, timeout_s, ctx, solver_cls, options, problem, scenario,
                                    instances, warmup, threads, memory_limit_mb)
+        if worker is not None and keep is not None:
+            keep.give(key, worker)
+            worker = None
     finally:
         if worker is not None:
             worker.stop()

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cfbench import Solver
 from cfbench.executors import WorkUnit, default_block, plan_units
-from cfbench.runner import describe_exit
+from cfbench.registry import build_registry
+from cfbench.runner import WARMUP_SEED, WarmWorkers, describe_exit, solve_all
 from conftest import run_cli
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
@@ -235,3 +237,54 @@ def test_batch_mode_reports_throughput_beside_latency_and_keeps_the_rows(tmp_pat
     _same_rows(plain, batch.drop(columns="batch_latency_s"))
     table = run_cli("report", str(tmp_path / "batch"), "--format", "csv").stdout
     assert "batch_latency_ms" in table.splitlines()[0]
+
+
+class _RecordsItsProcess(Solver):
+    """The power level of every link is the worker's process id (times 1e-9 W): which
+    worker solved an instance can be read back from its decision."""
+
+    name, kind, problems = "records-process", "baseline", ("sum-ee",)
+
+    def solve(self, instances):
+        p = instances.params
+        if self.options.get("hang_on") == int(instances.index[0]) and instances.seed != WARMUP_SEED:
+            time.sleep(3600)
+        return {"power_w": np.full((len(instances), p.n_ues, p.n_aps), os.getpid() * 1e-9)}
+
+
+def _pids(outcomes) -> set[int]:
+    return {round(float(np.asarray(o.decision["power_w"]).ravel()[0]) * 1e9) for o in outcomes if o.status == "ok"}
+
+
+def test_a_kept_worker_serves_the_next_block_of_the_same_solver_only():
+    problem = build_registry().problem("sum-ee")
+    instances = problem.sample("tiny", 6, seed=3)
+    keep = WarmWorkers()
+    try:
+        first = solve_all(problem, "tiny", _RecordsItsProcess, instances[[0, 1]], keep=keep)
+        second = solve_all(problem, "tiny", _RecordsItsProcess, instances[[2, 3]], keep=keep)
+        assert len(_pids(first)) == 1 and _pids(first) == _pids(second)   # one worker for both blocks
+        other = solve_all(problem, "tiny", _RecordsItsProcess, instances[[4]], options={"x": 1}, keep=keep)
+        assert _pids(other).isdisjoint(_pids(first))                      # other options: another worker
+        assert not _alive(next(iter(_pids(first))))                       # ... and the first one stopped
+        again = solve_all(problem, "tiny", _RecordsItsProcess, instances[[5]], keep=keep)
+        assert _pids(again).isdisjoint(_pids(first) | _pids(other))
+    finally:
+        keep.close()
+    assert not any(_alive(pid) for pid in _pids(again) | _pids(other))
+
+
+def test_after_a_timeout_the_restarted_worker_is_the_one_kept():
+    problem = build_registry().problem("sum-ee")
+    instances = problem.sample("tiny", 4, seed=3)
+    keep = WarmWorkers()
+    options = {"hang_on": 1}
+    try:
+        out = solve_all(problem, "tiny", _RecordsItsProcess, instances, options=options, timeout_s=2, keep=keep)
+        assert [o.status for o in out] == ["ok", "timeout", "ok", "ok"]
+        before, after = _pids(out[:1]), _pids(out[2:])
+        assert len(after) == 1 and before != after and not _alive(next(iter(before)))
+        again = solve_all(problem, "tiny", _RecordsItsProcess, instances[[0, 2]], options=options, keep=keep)
+        assert _pids(again) == after
+    finally:
+        keep.close()
