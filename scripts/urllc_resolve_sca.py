@@ -17,6 +17,9 @@ So this script, for each run folder given:
    objective moved by more than 1e-12;
 4. writes the rows and a manifest whose ``note`` records all this.
 
+Solved rows are kept in ``DIR/.resolve-sca.pkl`` as they finish; running the
+same command again after an interruption solves only what is missing.
+
     python scripts/urllc_resolve_sca.py results/reference/urllc/stress-k20 [...] --jobs 2
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,14 +40,42 @@ from cfbench.registry import build_registry
 from cfbench.report import read_results, write_results
 from cfbench.runner import score_outcomes, solve_all
 
+CALL_BLOCK = 2  # instances per worker call between checkpoints
 
-def _solve(problem, scenario, solver_cls, instances, positions: list[int], jobs: int) -> pd.DataFrame:
-    chunks = [c for c in np.array_split(np.asarray(positions, dtype=int), jobs) if len(c)]
-    with ThreadPoolExecutor(len(chunks)) as pool:  # each thread drives one isolated worker process
-        futures = [pool.submit(solve_all, problem, scenario, solver_cls, instances[list(c)], threads=1)
-                   for c in chunks]
-        frames = [score_outcomes(problem, instances[list(c)], f.result()) for c, f in zip(chunks, futures)]
-    return pd.concat(frames, ignore_index=True)
+
+def _solve(problem, scenario, solver_cls, instances, positions: list[int], jobs: int,
+           checkpoint: Path | None = None) -> pd.DataFrame:
+    """Solve and score ``positions``; with ``checkpoint``, keep scored rows there as they finish.
+
+    Each of ``jobs`` threads drives one isolated worker process over its share of the
+    positions, a few instances per call; after every call the scored rows so far are
+    written atomically to ``checkpoint``, and instances already there are not solved
+    again, so an interrupted update loses at most the solves in flight.
+    """
+    done = pd.read_pickle(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    finished = set() if done is None else set(int(i) for i in done["instance"])
+    todo = [p for p in positions if p not in finished]
+    frames = [] if done is None else [done[done["instance"].isin(positions)]]
+    if finished & set(positions):
+        print(f"  {len(finished & set(positions))} instance(s) taken from {checkpoint}", flush=True)
+    lock = threading.Lock()
+
+    def work(share: list[int]) -> None:
+        for start in range(0, len(share), CALL_BLOCK):
+            block = instances[share[start:start + CALL_BLOCK]]
+            scored = score_outcomes(problem, block, solve_all(problem, scenario, solver_cls, block, threads=1))
+            with lock:
+                frames.append(scored)
+                if checkpoint is not None:
+                    tmp = checkpoint.with_suffix(".tmp")
+                    pd.concat(frames, ignore_index=True).to_pickle(tmp)
+                    tmp.replace(checkpoint)
+
+    shares = [todo[j::jobs] for j in range(jobs) if todo[j::jobs]]
+    with ThreadPoolExecutor(max(len(shares), 1)) as pool:
+        for future in [pool.submit(work, share) for share in shares]:
+            future.result()
+    return pd.concat(frames, ignore_index=True).sort_values("instance", kind="stable").reset_index(drop=True)
 
 
 def _rejudge(problem, instances, rows: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +119,8 @@ def update(folder: Path, jobs: int) -> None:
         print(f"{folder.name}: instance {probe} (start unchanged) re-solved; largest relative power change "
               f"{probe_change:.3g}")
     print(f"{folder.name}: re-solving sca on {len(affected)} of {n} instances with {jobs} worker(s)", flush=True)
-    new = _solve(problem, scenario, sca_cls, instances, affected, jobs) if affected else None
+    checkpoint = folder / ".resolve-sca.pkl"
+    new = _solve(problem, scenario, sca_cls, instances, affected, jobs, checkpoint) if affected else None
     if new is not None:
         for column in ("problem", "scenario", "seed", "solver", "kind", "threads"):
             new[column] = stored[column].iloc[0]
@@ -107,6 +140,7 @@ def update(folder: Path, jobs: int) -> None:
         "probe": {"instance": probe, "largest_relative_power_change": probe_change},
     })
     write_results(folder, rows, manifest)
+    checkpoint.unlink(missing_ok=True)
     fresh = rows[(rows["solver"] == "sca") & rows["instance"].isin(affected)]
     print(f"{folder.name}: done; sca feasible on {int(fresh['feasible'].sum())} of {len(fresh)} re-solved instances")
 
