@@ -41,3 +41,19 @@ def greedy_pilot_assignment(gain: np.ndarray, pilot_energy: np.ndarray, n_pilots
         assignment[k] = t
         received[:, t] += energy[k] * gain[:, k]
     return assignment
+
+
+def lsf_fraction_association(gain: np.ndarray, fraction: float) -> np.ndarray:
+    """Terminal-centric clusters by a fraction of the best AP: ``d_mk = 1`` iff
+    ``gain_mk >= fraction * max_m' gain_m'k`` (the D-mMIMO paper's initial association
+    with ``fraction = 0.95``, Section V and Scheme 4; the "within x dB of the master
+    AP" rule of Björnson and Sanguinetti with ``fraction = 10^(-x/10)``).
+
+    ``gain`` is (..., M, K); returns 0/1 floats of the same shape. Every terminal
+    keeps at least its strongest AP. With ``fraction = 0.95`` (0.22 dB) and
+    independent shadowing that is almost always the only one.
+    """
+    gain = np.asarray(gain, dtype=float)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return (gain >= fraction * gain.max(axis=-2, keepdims=True)).astype(float)
