@@ -225,9 +225,10 @@ class Solver:
     kind: ClassVar[str]
     problems: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
-    #: True if one ``solve`` call on a batch of instances is faster per instance than one call
-    #: each (vectorised numpy, a network's forward pass): ``cfbench run --batch N`` then also
-    #: times calls on N instances and reports that throughput beside the one-at-a-time latency
+    #: True if ``solve`` handles a batch of instances in one vectorised pass (numpy, a network's
+    #: forward pass) rather than one after the other: ``cfbench run --batch N`` then also times
+    #: calls on N instances and reports that time per instance beside the one-at-a-time latency
+    #: (whether batching pays depends on the machine: measure it, do not assume it)
     solves_batches: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
