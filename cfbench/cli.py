@@ -115,8 +115,9 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
-def _resume_command(out: Path) -> str:
-    argv = [a for a in sys.argv[1:] if a not in ("--resume", "--overwrite", "--append")]
+def _resume_command(argv: list[str], out: Path | str) -> str:
+    """The ``cfbench run`` command line ``argv`` (without the program name) made to finish ``out``."""
+    argv = [a for a in argv if a not in ("--resume", "--overwrite", "--append")]
     if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
         argv += ["--out", str(out)]
     return " ".join(["cfbench", *argv, "--resume"])
@@ -193,7 +194,7 @@ def cmd_run(args) -> int:
         bar.close()
         n_done = sum(map(len, frames))
         print(f"cfbench: interrupted; {n_done} of {n_total} solves kept in {out}; resume with:\n"
-              f"  {_resume_command(out)}", file=sys.stderr)
+              f"  {_resume_command(sys.argv[1:], out)}", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -257,12 +258,9 @@ def cmd_report(args) -> int:
         print(f"{manifest.get('problem')} / {manifest.get('scenario')}: no finished solves yet")
     if manifest.get("complete") is False:
         expected = len(manifest.get("solvers", {})) * int(manifest.get("n_instances", 0))
-        command = manifest.get("command", "cfbench run ...").split()
-        command = [a for a in command if a not in ("--resume", "--overwrite", "--append")]
-        if "--out" not in command:
-            command += ["--out", args.dir]
+        command = manifest.get("command", "cfbench run ...").split()[1:]
         print(f"cfbench: note: incomplete run, {len(rows)} of {expected} solves; finish it with:\n"
-              f"  {' '.join(command)} --resume", file=sys.stderr)
+              f"  {_resume_command(command, args.dir)}", file=sys.stderr)
     return 0
 
 
