@@ -132,7 +132,8 @@ def test_kill_9_mid_run_then_resume_solves_exactly_the_missing_pairs(plugin_path
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] is False
     report = run_cli("report", str(out), plugin_path=plugin_path)
-    assert report.returncode == 0 and "incomplete run" in report.stderr and "--resume" in report.stderr
+    assert report.returncode == 0 and "incomplete run" in report.stderr
+    assert f"cfbench {' '.join(args)} --resume" in report.stderr   # the run's own command, finished
     before = {(s, i) for s, i in zip(rows["solver"], rows["instance"])}
 
     res = run_cli(*args[:-1], "--resume", plugin_path=plugin_path)  # --quiet dropped: the table is printed
