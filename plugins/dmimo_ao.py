@@ -136,7 +136,10 @@ RANDOM_POWER_STREAM = 4102
 #: relative margin above SE^QoS that phase-2 steps aim at (round-off never loses the target)
 QOS_MARGIN = 1e-6
 #: conic solvers tried in turn, with the primal feasibility tolerance each stops at
-SOLVER_ATTEMPTS = (("CLARABEL", {}, 1e-8), ("CLARABEL", {"max_step_fraction": 0.9}, 1e-8),
+#: ``warm_start=False``: cvxpy would otherwise update its cached Clarabel solver in place, and a
+#: solve would depend on the previous one (answers then differ between identical calls).
+SOLVER_ATTEMPTS = (("CLARABEL", {"warm_start": False}, 1e-8),
+                   ("CLARABEL", {"warm_start": False, "max_step_fraction": 0.9}, 1e-8),
                    ("SCS", {"max_iters": 20000}, 1e-4))
 INACCURATE_FEASIBILITY_TOL = 1e-4
 POWER_STEP_TOL, POWER_STEP_MAX = 1e-5, 30
