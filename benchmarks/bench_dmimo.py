@@ -1,0 +1,85 @@
+"""asv benchmarks for ``dmimo``: batch evaluation at the default scenario, ``ao`` per instance
+on ``small``, and the EE of ``ao`` against ``full-power`` on ``small`` (``track_``).
+
+Run: ``asv run --python=same --quick --bench dmimo``. Solvers run on one thread.
+"""
+
+import numpy as np
+
+from cfbench.physics.association import lsf_fraction_association
+from cfbench.registry import build_registry
+from cfbench.runner import limit_threads
+
+
+def _problem():
+    return build_registry().problem("dmimo")
+
+
+class Evaluate:
+    """The judge on a batch of random decisions (random eta, the 95 % rule plus random links)."""
+
+    params = (["m60-t30", "small"], [16, 256])
+    param_names = ["scenario", "n_instances"]
+    timeout = 300
+
+    def setup(self, scenario, n):
+        self.problem = _problem()
+        base = self.problem.sample(scenario, 16, seed=0)
+        self.instances = base[np.arange(n) % 16]
+        rng = np.random.default_rng(0)
+        d = lsf_fraction_association(self.instances.beta, 0.95)
+        d = np.maximum(d, rng.random(d.shape) < 0.05)
+        self.decision = {"eta": rng.uniform(0, 1, d.shape[::2]), "d": d.astype(float)}
+
+    def time_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+    def peakmem_evaluate(self, scenario, n):
+        self.problem.evaluate(self.instances, self.decision)
+
+
+class SolverLatency:
+    """One solve of one instance after setup and a warm-up, as the runner times it."""
+
+    params = (["small"], ["ao", "full-power", "all-serve"])
+    param_names = ["scenario", "solver"]
+    timeout = 300
+    number = 1
+    repeat = (1, 5, 60.0)
+
+    def setup(self, scenario, solver):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("dmimo")
+        self.solver = registry.solver("dmimo", solver).cls()
+        self.solver.setup(self.problem, scenario)
+        self.instance = self.problem.sample(scenario, 1, seed=5)
+        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
+
+    def time_solve(self, scenario, solver):
+        self.solver.solve(self.instance)
+
+
+class Quality:
+    """Mean EE (Mbit/J) and feasible share of a solver on 8 ``small`` instances (seed 0)."""
+
+    params = (["ao", "full-power"],)
+    param_names = ["solver"]
+    timeout = 300
+    unit = "Mbit/J"
+
+    def setup(self, solver):
+        limit_threads(1)
+        registry = build_registry()
+        problem = registry.problem("dmimo")
+        instances = problem.sample("small", 8, seed=0)
+        s = registry.solver("dmimo", solver).cls()
+        s.setup(problem, "small")
+        out = s.solve(instances)
+        self.score = problem.evaluate(instances, out.decision if hasattr(out, "decision") else out)
+
+    def track_mean_ee(self, solver):
+        return float(np.mean(self.score.objective))
+
+    def track_feasible_share(self, solver):
+        return float(np.mean(self.score.feasible))
