@@ -69,8 +69,10 @@ the solver's feasibility tolerance (1e-8 Clarabel, 1e-4 SCS and any inaccurate
 answer), is clipped into it, and then meets the true conditions recomputed by
 the problem's physics: the merit does not decrease (1e-9 relative), the sum SE
 still meets the target in phase 2, every UE keeps ``sum_m d_mt >= 1 - 1e-6``.
-Otherwise SCS is tried with the same checks; an answer that still fails leaves
-the point unchanged. Each subproblem is one DPP cvxpy problem per (M, T),
+A solver that fails or answers outside the box is followed by Clarabel with
+shorter steps, then SCS, with the same checks; an in-box answer that fails the
+true check means no ascent is left at this accuracy and leaves the point
+unchanged. Each subproblem is one DPP cvxpy problem per (M, T),
 compiled once and re-solved with new parameters.
 
 Rounding (our rule, the paper does not state one). From the relaxed ``(eta, d)``:
@@ -235,7 +237,8 @@ def sinr_scale(perf: dict) -> np.ndarray:
 
 def _solve_verified(problem: cp.Problem, extract, accept):
     """Clarabel, then SCS: the first answer that ``extract`` (status, tolerance) turns into a
-    point inside its box and ``accept`` (the true conditions) takes; None if there is none."""
+    point inside its box, if ``accept`` (the true conditions) takes it; None otherwise. A later
+    solver is tried only when the earlier one fails or answers outside the box."""
     for solver, options, tolerance in SOLVER_ATTEMPTS:
         if solver not in cp.installed_solvers():
             continue
@@ -251,9 +254,9 @@ def _solve_verified(problem: cp.Problem, extract, accept):
             tolerance = max(tolerance, INACCURATE_FEASIBILITY_TOL)
         point = extract(tolerance)
         if point is not None:
-            result = accept(point)
-            if result is not None:
-                return result
+            # an answer inside its box that the true check turns down means no ascent is left
+            # at this accuracy: another solver would not find one either
+            return accept(point)
     return None
 
 
@@ -335,26 +338,34 @@ class PowerSubproblem:
 
 
 class AssociationSubproblem:
-    """Problem (24) for M APs and T UEs in the relaxed association D (module docstring)."""
+    """Problem (24) for M APs and T UEs in the relaxed association D (module docstring).
+
+    Parameters enter only elementwise (DPP compilation stays small at M = 60, T = 30): with
+    ``Y = (s / beta) o D`` and ``E = beta^T Y`` (auxiliary variables), the copilot amplitudes are
+    ``E_it = sum_m beta_mi d_mt s_mt / beta_mt``, and UE t's PC and NI terms are the squared norm
+    of column t of ``[w o E; sqrt(h) o D]`` (``w_it = z_t sqrt(p_i) [i in P_t \\ t]``)."""
 
     def __init__(self, n_aps: int, n_ues: int, pre_log: float) -> None:
         M, T = n_aps, n_ues
         self.D = cp.Variable((M, T), name="association")
         g = cp.Variable(T, name="sinr_lower")
+        Y = cp.Variable((M, T), name="weighted_association")
+        E = cp.Variable((T, T), name="copilot_amplitude")
         self.alpha = cp.Parameter((M, T), nonneg=True, name="signal")         # 2 z_t sqrt(p_t) s_mt
-        self.copilot = [cp.Parameter((M, T), nonneg=True, name=f"pc_{t}") for t in range(T)]
+        self.ratio = cp.Parameter((M, T), nonneg=True, name="s_over_beta")     # s_mt / beta_mt
+        self.beta = cp.Parameter((M, T), nonneg=True, name="beta")             # beta_mi (normalised per i)
+        self.copilot = cp.Parameter((T, T), nonneg=True, name="pc")            # [i, t]: z_t sqrt(p_i) [i in P_t \ t]
         self.sqrt_h = cp.Parameter((M, T), nonneg=True, name="ni")             # z_t sqrt(n_mt + sum_i p_i x_mti)
-        self.c_sqrt = cp.Parameter(nonneg=True)
         self.c_link = cp.Parameter(nonneg=True)                                # b^2 x link power (W)
+        self.c_sqrt = cp.Parameter(nonneg=True)
         self.c_se = cp.Parameter(nonneg=True)
         self.se_cap = cp.Parameter(nonneg=True)
         self.se_floor = cp.Parameter(nonneg=True)
         amplitude = cp.sum(cp.multiply(self.alpha, self.D), axis=0)
-        constraints = [self.D >= 0, self.D <= 1, cp.sum(self.D, axis=0) >= 1]
-        for t in range(T):
-            column = self.D[:, t]
-            stacked = cp.hstack([self.copilot[t].T @ column, cp.multiply(self.sqrt_h[:, t], column)])
-            constraints.append(g[t] <= amplitude[t] - cp.sum_squares(stacked))
+        stacked = cp.vstack([cp.multiply(self.copilot, E), cp.multiply(self.sqrt_h, self.D)])   # (T + M, T)
+        constraints = [self.D >= 0, self.D <= 1, cp.sum(self.D, axis=0) >= 1,
+                       Y == cp.multiply(self.ratio, self.D), E == self.beta.T @ Y,
+                       g <= amplitude - cp.square(cp.norm(stacked, 2, axis=0))]
         self.scale = cp.Parameter(T, pos=True, name="sinr_scale")
         nats = cp.sum(cp.log(1 + cp.multiply(self.scale, g)))
         se = nats * (pre_log / LN2)
@@ -376,11 +387,13 @@ class AssociationSubproblem:
         power = eta * p.p_u_mw
         s, beta = cf.signal[0], cf.beta[0]
         self.alpha.value = 2 * (z * np.sqrt(power) / scale)[None, :] * s
-        ratio = s / beta                                                        # s_mt / beta_mt
         root = np.sqrt(scale)
-        for t in range(model.n_ues):
-            weight = z[t] / root[t] * np.sqrt(power) * cf.copilot[0, t]         # z_t sqrt(p_i) [i in P_t \ t]
-            self.copilot[t].value = ratio[:, t:t + 1] * beta * weight[None, :]
+        # E_it = sum_m beta_mi Y_mt; beta's columns scaled to max 1 (the copilot weights undo it)
+        column_max = beta.max(axis=0)
+        self.ratio.value = s / beta
+        self.beta.value = beta / column_max[None, :]
+        # copilot[i, t] = z_t sqrt(p_i) [i in P_t \ t] (column t: UE t's PC terms)
+        self.copilot.value = (np.sqrt(power) * column_max)[:, None] * (z / root)[None, :] * cf.copilot[0].T
         h = cf.noise[0] + np.einsum("mti,i->mt", model.x, power)
         self.sqrt_h.value = (z / root)[None, :] * np.sqrt(np.maximum(h, 0.0))
         self.c_link.value = b ** 2 * p.link_power_w
