@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="address of a running dask.distributed scheduler (default: start a LocalCluster)")
     p.add_argument("--block", type=_positive_int, default=None,
-                   help="instances per unit of work (default: about 4 units per worker and solver, at most 16)")
+                   help="instances per unit of work (default: about 8 units per worker and solver, at most 16)")
     p.add_argument("--batch", type=_positive_int, default=None, metavar="N",
                    help="also time solvers that solve batches on N instances per call and report the per-instance "
                         "time (throughput) beside the one-at-a-time latency")

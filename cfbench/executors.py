@@ -123,9 +123,11 @@ def plan_units(problem: str, scenario: str, seed: int, missing: dict[str, list[i
 
 
 def default_block(n_instances: int, workers: int) -> int:
-    """Instances per unit: about four units per worker and solver (so a slow block does not
-    leave the other workers idle), at most 16 (so an interrupt loses little)."""
-    return max(1, min(16, -(-n_instances // (4 * workers))))
+    """Instances per unit: about eight units per worker and solver, so that the last units
+    leave little idle time on the other workers (a unit costs some 20 ms beyond its solves
+    with warm workers, ``results/executors/speedup.md``), and at most 16, so that an
+    interrupt loses little."""
+    return max(1, min(16, -(-n_instances // (8 * workers))))
 
 
 class LocalExecutor:

@@ -80,7 +80,8 @@ def test_plan_cuts_missing_indices_into_contiguous_blocks():
     assert [(u.solver, u.start, u.count) for u in units] == [
         ("a", 0, 2), ("a", 2, 2), ("a", 4, 1), ("a", 7, 2), ("b", 5, 1)]
     assert units[0].options == {"k": 1} and units[-1].options == {}
-    assert default_block(256, 2) == 16 and default_block(8, 2) == 1 and default_block(40, 1) == 10
+    assert default_block(256, 2) == 16 and default_block(8, 2) == 1 and default_block(40, 1) == 5
+    assert default_block(10**6, 64) == 16 and default_block(24, 2) == 2
     assert isinstance(units[0], WorkUnit)
 
 
