@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
-SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc", "benchmarks.bench_mmtc"]
+SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc", "benchmarks.bench_mmtc", "benchmarks.bench_dmimo"]
 
 
 def _benchmarks():
@@ -21,7 +21,7 @@ def _benchmarks():
                 continue
             for name in dir(cls):
                 if name.startswith(("time_", "peakmem_", "track_")):
-                    yield pytest.param(cls, name, id=f"{cls.__name__}.{name}")
+                    yield pytest.param(cls, name, id=f"{module_name.split('.')[-1]}:{cls.__name__}.{name}")
 
 
 @pytest.mark.parametrize("cls, method", list(_benchmarks()))
