@@ -17,8 +17,9 @@ So this script, for each run folder given:
    objective moved by more than 1e-12;
 4. writes the rows and a manifest whose ``note`` records all this.
 
-Solved rows are kept in ``DIR/.resolve-sca.pkl`` as they finish; running the
-same command again after an interruption solves only what is missing.
+Solved rows are kept in ``DIR/resolve-sca.partial.parquet`` as they finish;
+running the same command again (on any machine with that file) solves only
+what is missing, and the file is removed once the run folder is updated.
 
     python scripts/urllc_resolve_sca.py results/reference/urllc/stress-k20 [...] --jobs 2
 """
@@ -37,10 +38,12 @@ import pandas as pd
 
 from cfbench.manifest import git_commit
 from cfbench.registry import build_registry
-from cfbench.report import read_results, write_results
+from cfbench.report import _replace_atomically, read_results, write_results
 from cfbench.runner import score_outcomes, solve_all
 
 CALL_BLOCK = 2  # instances per worker call between checkpoints
+#: scored rows of an update in progress (kept in the run folder, so it may be committed and finished elsewhere)
+CHECKPOINT = "resolve-sca.partial.parquet"
 
 
 def _solve(problem, scenario, solver_cls, instances, positions: list[int], jobs: int,
@@ -52,7 +55,7 @@ def _solve(problem, scenario, solver_cls, instances, positions: list[int], jobs:
     written atomically to ``checkpoint``, and instances already there are not solved
     again, so an interrupted update loses at most the solves in flight.
     """
-    done = pd.read_pickle(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    done = pd.read_parquet(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
     finished = set() if done is None else set(int(i) for i in done["instance"])
     todo = [p for p in positions if p not in finished]
     frames = [] if done is None else [done[done["instance"].isin(positions)]]
@@ -67,9 +70,8 @@ def _solve(problem, scenario, solver_cls, instances, positions: list[int], jobs:
             with lock:
                 frames.append(scored)
                 if checkpoint is not None:
-                    tmp = checkpoint.with_suffix(".tmp")
-                    pd.concat(frames, ignore_index=True).to_pickle(tmp)
-                    tmp.replace(checkpoint)
+                    rows = pd.concat(frames, ignore_index=True)
+                    _replace_atomically(checkpoint, lambda path: rows.to_parquet(path, index=False))
 
     shares = [todo[j::jobs] for j in range(jobs) if todo[j::jobs]]
     with ThreadPoolExecutor(max(len(shares), 1)) as pool:
@@ -119,7 +121,7 @@ def update(folder: Path, jobs: int) -> None:
         print(f"{folder.name}: instance {probe} (start unchanged) re-solved; largest relative power change "
               f"{probe_change:.3g}")
     print(f"{folder.name}: re-solving sca on {len(affected)} of {n} instances with {jobs} worker(s)", flush=True)
-    checkpoint = folder / ".resolve-sca.pkl"
+    checkpoint = folder / CHECKPOINT
     new = _solve(problem, scenario, sca_cls, instances, affected, jobs, checkpoint) if affected else None
     if new is not None:
         for column in ("problem", "scenario", "seed", "solver", "kind", "threads"):
