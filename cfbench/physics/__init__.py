@@ -12,6 +12,7 @@ from cfbench.physics.large_scale import (
     rayleigh_channels,
     three_slope_gain,
     three_slope_pathloss_db,
+    ue_correlated_shadowing_db,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "rayleigh_channels",
     "three_slope_gain",
     "three_slope_pathloss_db",
+    "ue_correlated_shadowing_db",
     "uniform_positions_m",
     "watt_to_dbm",
 ]

@@ -113,3 +113,31 @@ def correlated_shadowing_db(rng: np.random.Generator, ap_xy_m: np.ndarray, ue_xy
     a = component(np.asarray(ap_xy_m, dtype=float))
     b = component(np.asarray(ue_xy_m, dtype=float))
     return std_db * (np.sqrt(delta) * a[:, None] + np.sqrt(1.0 - delta) * b[None, :])
+
+
+def ue_correlated_shadowing_db(rng: np.random.Generator, ue_xy_m: np.ndarray, n_aps: int, std_db: float,
+                               decorrelation_m: float = 9.0, wrap_around_m: float | None = None) -> np.ndarray:
+    """Shadowing of the 3GPP UMi setup of Demir, Björnson and Sanguinetti (2021, eqs.
+    (5.42)-(5.43), ``generateSetup.m``), in dB, shape (L, K)::
+
+        F_lk ~ N(0, std_db^2),   E{F_lk F_li} = std_db^2 2^(-delta_ki / decorrelation_m),
+
+    correlated across UEs seen from the same AP (``delta_ki`` the UE-UE distance, on the
+    torus when ``wrap_around_m`` is given, as in the book's code) and independent across
+    APs. The book draws the UEs one by one from the conditional Gaussian; the joint law
+    is the same, drawn here at once: ``F = std_db * (S Z)^T`` with ``S S^T`` the UE
+    correlation matrix (Cholesky, or a clipped symmetric square root with unit-variance
+    rows when the torus metric makes it indefinite) and ``Z`` (K, L) standard normal.
+    """
+    ue_xy_m = np.asarray(ue_xy_m, dtype=float)
+    distance = distances_3d_m(ue_xy_m, ue_xy_m, 0.0, wrap_around_m=wrap_around_m)
+    correlation = 2.0 ** (-distance / decorrelation_m)
+    try:
+        factor = np.linalg.cholesky(correlation)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(correlation)
+        factor = v * np.sqrt(np.clip(w, 0.0, None))
+        scale = np.sqrt(np.sum(factor ** 2, axis=1))
+        factor = factor / np.where(scale > 0, scale, 1.0)[:, None]
+    z = rng.standard_normal((len(ue_xy_m), n_aps))
+    return std_db * (factor @ z).T
