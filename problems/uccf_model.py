@@ -454,24 +454,53 @@ def _spectral_radius(matrices: np.ndarray) -> np.ndarray:
     return np.max(np.abs(np.linalg.eigvals(matrices)), axis=-1)
 
 
-def maxmin_closed_form(form: MaxMinForm) -> tuple[np.ndarray, np.ndarray]:
+def maxmin_closed_form(form: MaxMinForm, n_candidates: int = 2,
+                       screen_iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """[M22]: ``t* = 1 / max_j rho(M + u a_j^T)`` and ``x* = t* (I - t* M)^-1 u``; returns
     ``t*`` (n,) and ``x*`` (n, K) (rescaled so ``max_j a_j^T x* = 1`` to the last bit).
-    One K x K eigenvalue problem per constraint row, all batched."""
+
+    Only the binding constraint matters (``t* = min_j t_j`` with ``a_j^T x(t_j) = 1``), so
+    the K x K eigenvalue problems are solved for the ``n_candidates`` rows with the largest
+    ``a_j^T x`` after ``screen_iterations`` steps of the fixed point, then ``x(t*)`` is
+    checked against every row; an instance that fails the check (a wrong guess) is redone
+    with every row. The answer is the exact closed form either way; the screen makes it
+    about J / n_candidates times cheaper (J = K rows in the UL, L in the DL)."""
     M, u, a = form.coupling, form.offset, form.constraint
-    K = u.shape[1]
-    rank_one = M[:, None, :, :] + u[:, None, :, None] * a[:, :, None, :]            # (n, J, K, K)
-    t = 1.0 / np.max(_spectral_radius(rank_one), axis=1)
-    x = t[:, None] * np.linalg.solve(np.eye(K) - t[:, None, None] * M, u[..., None])[..., 0]
+    n, K = u.shape
+    J = a.shape[1]
+
+    def closed_form(rows):                                                      # rows (n', c, K)
+        rank_one = M_[:, None, :, :] + u_[:, None, :, None] * rows[:, :, None, :]
+        t = 1.0 / np.max(_spectral_radius(rank_one), axis=1)
+        x = t[:, None] * np.linalg.solve(np.eye(K) - t[:, None, None] * M_, u_[..., None])[..., 0]
+        return t, x
+
+    M_, u_ = M, u
+    if n_candidates < J:
+        x = np.ones_like(u) / np.max(a.sum(axis=2), axis=1)[:, None]
+        for _ in range(screen_iterations):
+            q = np.einsum("nki,ni->nk", M, x) + u
+            x = q / np.max(np.einsum("njk,nk->nj", a, q), axis=1)[:, None]
+        top = np.argsort(-np.einsum("njk,nk->nj", a, x), axis=1)[:, :n_candidates]
+        t, x = closed_form(np.take_along_axis(a, top[:, :, None], axis=1))
+        load = np.einsum("njk,nk->nj", a, x)
+        redo = ~(np.all(x >= 0, axis=1) & (np.max(load, axis=1) <= 1.0 + 1e-10))
+        if redo.any():
+            M_, u_ = M[redo], u[redo]
+            t[redo], x[redo] = closed_form(a[redo])
+    else:
+        t, x = closed_form(a)
     x = np.where(form.served, x, 0.0)
     x = x / np.max(np.einsum("njk,nk->nj", a, x), axis=1)[:, None]
     return t, x
 
 
-def maxmin_fixed_point(form: MaxMinForm, rtol: float = 1e-13, max_iter: int = 200_000
+def maxmin_fixed_point(form: MaxMinForm, rtol: float = 1e-12, max_iter: int = 200_000
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised fixed point [D21 Alg. 7.1/7.3]: ``q = M x + u``, ``x = q / max_j a_j^T q``,
     from ``x = 1 / max_j a_j^T 1``; stops when ``max SINR / min SINR - 1 < rtol`` per instance.
+    Converges geometrically, at the rate of the second eigenvalue: tens to hundreds of steps
+    on DCC-like clusters, but about 20,000 on one random 40 % clustering seen in testing.
     Returns ``t`` (min SINR), ``x`` and the iteration counts (n,)."""
     M, u, a = form.coupling, form.offset, form.constraint
     x = np.ones_like(u) / np.max(a.sum(axis=2), axis=1)[:, None]
