@@ -107,6 +107,45 @@ def test_subproblem_steps_are_exact_at_the_current_point(batch):
     assert float(model.ee_prime(again[1])) >= float(model.ee_prime(perf)) * (1 - 1e-9)
 
 
+def test_candidate_links_are_the_strongest_aps_and_the_start(batch):
+    model = InstanceModel(batch, 0)
+    start = initial_association("random", model.beta, np.random.default_rng(5))
+    links = dmimo_ao.CandidateLinks(model, start, 4)
+    strongest = np.argsort(-model.beta, axis=0, kind="stable")[:4]
+    expected = start > 0
+    expected[strongest, np.arange(model.n_ues)[None, :]] = True
+    np.testing.assert_array_equal(links.keep, expected)
+    K, C, T = links.shape
+    assert K == expected.sum(axis=0).max() and T == model.n_ues
+    assert np.all(links.valid.sum(axis=0) == expected.sum(axis=0))
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (K, T))
+    full = links.full(x, model.n_aps)
+    assert np.all((full > 0) == expected) and full.sum() == pytest.approx((x * links.valid).sum())
+    copilot = model.coeffs.copilot[0] > 0
+    assert C == copilot.sum(axis=1).max()
+    for t in range(T):
+        assert set(links.copilot_index[links.copilot_valid[:, t], t]) == set(np.flatnonzero(copilot[t]))
+    assert dmimo_ao.CandidateLinks(model, start, 0).keep.all()
+
+
+def test_association_step_is_answered_by_clarabel_and_restriction_loses_nothing(batch):
+    """(24) over the 12 strongest APs per UE: Clarabel answers, the merit rises, and the optimum
+    equals the one over all 20 APs (the weak links stay at 0 there)."""
+    model = InstanceModel(batch, 0)
+    solver = make(AlternatingOptimisation)
+    d = initial_association("lsf95", model.beta)
+    eta, perf, _ = dmimo_ao.power_step(solver.subproblems, model, d, np.ones(model.n_ues), 1.0)
+    values = []
+    for k in (12, 0):
+        links = dmimo_ao.CandidateLinks(model, d, k)
+        sub = solver.subproblems.association(links, model.params.pre_log)
+        out = sub.step(model, eta, d, perf, 1.0, links)
+        assert out is not None and sub.problem.solver_stats.solver_name == "CLARABEL"
+        assert float(model.merit(out[1], 1.0)) >= float(model.merit(perf, 1.0))
+        values.append(sub.problem.value)
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
 def test_rounding_keeps_every_ue_served():
     rng = np.random.default_rng(3)
     beta = rng.uniform(0.1, 1.0, (20, 10))
@@ -160,7 +199,7 @@ def test_every_option_value_works(batch, option, values):
 
 def test_numeric_options_from_the_command_line_work(batch):
     out = make(AlternatingOptimisation, tol="0.05", max_iter="2", top_k="5", round_threshold="0.4",
-               qos_weight="2").solve(batch[[1]])
+               qos_weight="2", candidates="8").solve(batch[[1]])
     assert out.iterations[0] <= 2
     assert PROB.check_decision(batch[[1]], out.decision) is None
 
@@ -186,6 +225,7 @@ def test_initial_associations_are_the_papers_schemes(batch):
     ({"rounding": "ceil"}, "rounding"),
     ({"tol": "-1"}, "tol"),
     ({"max_iter": "many"}, "max_iter"),
+    ({"candidates": "-1"}, "candidates"),
     ({"colour": "red"}, "unknown option"),
 ])
 def test_a_bad_option_is_a_clear_error(options, words):
