@@ -379,7 +379,7 @@ def combiners(hhat: np.ndarray, clusters: np.ndarray, lam: np.ndarray, power_mw:
 
 
 def uatf_monte_carlo(beta: np.ndarray, pilot: np.ndarray, clusters: np.ndarray, n_antennas: int,
-                     pilot_energy: float, pilot_power_mw: float, combiner_power_mw: float, n_mc: int,
+                     tau_p: int, pilot_power_mw: float, combiner_power_mw: float, n_mc: int,
                      rng: np.random.Generator, combiner: str = "mmse", chunk: int = 16) -> UatfCoefficients:
     """UatF coefficients of one setup by Monte Carlo of the pilot and data model (A.4-A.6):
     ``beta``, ``clusters`` (L, K), ``pilot`` (K,); returns coefficients with a batch axis of 1.
@@ -396,8 +396,8 @@ def uatf_monte_carlo(beta: np.ndarray, pilot: np.ndarray, clusters: np.ndarray, 
     pilot = np.asarray(pilot)
     L, K = beta.shape
     N = int(n_antennas)
-    tau_p = int(pilot_energy / pilot_power_mw + 0.5)
-    n_pilots = int(pilot.max()) + 1
+    pilot_energy = tau_p * pilot_power_mw
+    n_pilots = max(int(tau_p), int(pilot.max()) + 1)
     one_hot = (pilot[:, None] == np.arange(n_pilots)).astype(float)                 # (K, T)
     psi = pilot_energy * beta @ one_hot + 1.0                                       # (L, T)
     estimate_gain = np.sqrt(pilot_power_mw) * beta / psi[:, pilot]                  # (L, K)
@@ -440,7 +440,7 @@ def uatf_coefficients(instances, clusters: np.ndarray, combiner: str | None = No
     clusters = np.asarray(clusters, dtype=float)
     if combiner == "mr":
         return mr_coefficients(instances.beta, instances.gamma, instances.pilot, clusters, p.n_antennas)
-    parts = [uatf_monte_carlo(instances.beta[i], instances.pilot[i], clusters[i], p.n_antennas, p.pilot_energy,
+    parts = [uatf_monte_carlo(instances.beta[i], instances.pilot[i], clusters[i], p.n_antennas, p.tau_p,
                               p.pilot_power_mw, p.p_max_mw, n_mc or p.n_mc,
                               np.random.Generator(np.random.PCG64(int(instances.mc_seed[i]))), combiner)
              for i in range(len(clusters))]

@@ -132,7 +132,7 @@ def test_mr_closed_forms_match_monte_carlo(moments):
 
 def test_evaluator_monte_carlo_reproduces_the_mr_closed_forms():
     cf = _closed_form()
-    mc = um.uatf_monte_carlo(BETA, PILOT, CLUSTERS, N, TAU_P * ETA, ETA, 1.0, 40_000,
+    mc = um.uatf_monte_carlo(BETA, PILOT, CLUSTERS, N, TAU_P, ETA, 1.0, 40_000,
                              np.random.default_rng(3), combiner="mr", chunk=4000)
     np.testing.assert_allclose(mc.signal, cf.signal, rtol=0.02)
     np.testing.assert_allclose(mc.noise, cf.noise, rtol=0.02)
