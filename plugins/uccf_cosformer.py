@@ -1,0 +1,549 @@
+"""``elu-cosformer``: joint AP clustering and UL/DL max-min power from positions (UC-CF paper, Sects. IV-V).
+
+The paper's Tables I-II (layers, heads, width, threshold, trade-off, dropout, lr,
+epochs, batch) and the symbols of its equations were lost in conversion; values
+below marked [CHOSEN] are ours, and every departure from the text is listed in
+"Deviations" at the end of this docstring.
+
+Input (Sect. IV-A 1, eqs. (11), (28)-(29)). One token per UE; its features are the UE's
+coordinates and those of all L APs, min-max scaled by the square's side, plus, per AP,
+geometric link features computed from the same coordinates (no channel knowledge):
+the wrap-around offset ``(dx, dy) / side``, the distance path gain without shadowing
+``g_lk = -3.67 log10(d_lk / 1 m)`` (the model's dB/10 scale, standardised) and its
+gap to the UE's best AP ``r_lk = g_lk - max_l' g_l'k``. A linear layer embeds each
+token to ``d_model``; the same weights serve any number of UEs. Training adds
+Gaussian noise of ``position_noise_m`` to UE positions (eq. (28)).
+
+Encoder (eqs. (12)-(14), (21)-(26)). ``layers`` pre-norm layers of multi-head attention
+and a GELU feed-forward network (width 2 d_model), residual connections. Attention
+``attention=``:
+
+- ``elu`` (ELU-CosFormer): ``phi(x) = ELU(x) + 1`` on queries and keys (the +1 keeps
+  the kernel positive, as in linear transformers), linear attention reweighted by the
+  cosine of the UEs' *spatial* separation on the torus,
+  ``w_ij = 1/2 + (cos(2 pi dx_ij / S) + cos(2 pi dy_ij / S)) / 4`` in [0, 1]; by
+  ``cos(a - b) = cos a cos b + sin a sin b`` this is five linear attentions, O(K d^2);
+- ``relu`` (CosFormer): the same with ``phi = ReLU``;
+- ``softmax`` (Transformer): scaled dot-product softmax attention, O(K^2 d);
+- ``performer``: FAVOR+ positive random features ``phi(x) = exp(W x - |x|^2 / 2) / sqrt(m)``
+  (``m = 2 d_head`` fixed Gaussian features, drawn from the training seed), no reweighting.
+
+No token index enters anywhere, so the network is equivariant to permuting UEs
+(``tests/test_uccf_solvers.py`` checks it).
+
+Heads (eqs. (15)-(20)). Cluster scores ``s_lk = sigmoid(MLP([h_k; f_lk]) + a r_lk + c)``,
+one small MLP shared by all APs on the UE's encoding and the link's features, plus a
+learnable multiple ``a`` (init 2) of the gap ``r_lk`` and bias ``c`` (init 2) as a physics
+prior (without training, the scores rank APs by distance relative to the UE's nearest).
+The pilot-aware mask (eq. 16): every AP keeps its ``tau_p`` highest-scoring UEs, then
+only scores above ``threshold``; a UE left with no AP gets its best AP with room
+(:func:`cfbench.plugins.uccf_baselines.serve_every_ue`), so every cluster respects tau_p.
+UL power ``p_k = p_max sigmoid(.)`` (eqs. 17-18). DL: ``rho_k = rho_scale sigmoid(.)``
+(``rho_scale`` the training labels' maximum, min-max scaling as Sect. V-A step 3), then
+one common factor per instance brings the most loaded AP to its budget ``rho_max``
+(eq. (20)'s role: the AP-side power normalisation, which needs the APs' precoder norms
+``w_lk``, i.e. the estimates' statistics the APs hold).
+
+Training (Sect. V-B, Algorithm 1, dynamic supervision). Per batch (one K): forward, hard
+clusters from the mask, labels = closed-form max-min UL/DL powers for *those* clusters
+(:func:`uccf_model.maxmin_decision`, computed on the fly), and the loss (30)::
+
+    L = MSE(p / p_max, p* / p_max) + MSE(rho / rho_scale, rho* / rho_scale) - lambda (F_power + w F_cluster)
+    F_power   = (min_k SE^ul_k(p, D) + min_k SE^dl_k(rho, D)) / 2        predicted powers, hard clusters
+    F_cluster = (SE^ul(t*_ul(D_st)) + SE^dl(t*_dl(D_st))) / 2            "perron": max-min SE of the clusters
+            or  softmin_T over k and link of SE_k(p*, rho*, D_st)      "softmin": label powers, T = 0.02 bit/s/Hz
+
+batch means, from a torch copy of the MR closed forms (:func:`mr_coefficients_torch`,
+tested equal to the evaluator). ``F_cluster`` is the only path to the cluster scores:
+the hard mask passes gradients straight through (``D_st = hard + s - stop_grad(s)``),
+so a link's score moves with its marginal value to the worst UEs at max-min powers.
+
+Status of the clustering term: neither form trains the clusters here. ``softmin`` (the
+soft minimum over UEs of the SEs at the labels' powers) lowered the validation max-min
+SE of the model's clusters from 0.452 to 0.18-0.20 bit/s/Hz within two epochs (mean of
+mr-k20/30/40): at max-min powers every UE has the same SINR, so it weighs all UEs alike
+and rewards links of strong UEs. ``perron`` (the exact max-min SE ``t* = 1 / rho(M + u a_j*^T)``
+with its gradient from the Perron vectors, :func:`maxmin_sinr_torch`, tested against the
+closed form and a finite difference) fine-tuned from the shipped model for 10 epochs
+stayed flat (0.4516 -> 0.4523 after one epoch) and then drifted down (0.425 after 10). So the
+default and the shipped weights use ``cluster_weight=0``: the cluster scores are the
+untrained prior ``sigmoid(2 r_lk + 2)`` (every AP keeps the tau_p UEs for which it is
+nearest relative to their nearest AP), and training learns the UL and DL power heads
+only: the clustering is not learned.
+
+AdamW; the epoch with the best validation score (mean objective of the model's decision plus that of its clusters with closed-form
+power, on held-out instances of each training K) is kept. Training instances come
+from the scenarios' generators at seed ``TRAIN_SEED_OFFSET + seed``.
+
+Deviations from the paper (also in the README): hyper-parameter values [CHOSEN]
+(lost from Tables I-II); link features and a per-AP shared cluster head in place of
+one linear layer to L outputs (same information, AP-symmetric); spatial instead of
+token-index cosine reweighting (UEs have no order); the distance-gap prior in the score;
+the DL budget by common scaling; the fairness term as written above (the paper's
+penalty formula was lost); MR closed forms for labels and penalty (the ``mr``
+scenarios; labels for ``mmse`` cost a Monte Carlo per instance); no dropout.
+
+Weights: ``plugins/weights/uccf-elu-cosformer.pt`` (one model, L = 16, trained on
+``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread); ``scripts/train_uccf.py`` retrains everything shipped.
+Options: ``weights=PATH``, ``threshold=`` (default: the checkpoint's),
+``position_noise_m=`` (test-time localisation error, seeded per instance).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cfbench import Instances, Solver, hookimpl, instance_rng
+from cfbench.api import CfbenchError
+from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
+from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap
+from cfbench.problems import uccf_model as um
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: attention -> shipped checkpoint in WEIGHTS_DIR (``scripts/train_uccf.py`` retrains them)
+SHIPPED_WEIGHTS = {"elu": "uccf-elu-cosformer.pt"}
+ATTENTIONS = ("elu", "relu", "softmax", "performer")
+TRAIN_SEED_OFFSET = 70_000_000
+#: ``instance_rng`` stream of the test-time position noise
+POSITION_NOISE_STREAM = 3101
+N_LINK_FEATURES = 4
+#: temperature (bit/s/Hz) of the soft minimum in the clustering term of the loss
+SOFTMIN_TEMPERATURE = 0.02
+
+DEFAULTS = {
+    "attention": "elu",
+    "samples": 1024,            # training instances per scenario (plus validation)
+    "validation": 64,           # held-out instances per scenario
+    "epochs": 30,
+    "batch_size": 32,           # [CHOSEN]
+    "lr": 1e-3,                 # AdamW [CHOSEN]
+    "weight_decay": 1e-4,
+    "d_model": 64,              # [CHOSEN]
+    "heads": 4,                 # [CHOSEN]
+    "layers": 2,                # [CHOSEN]
+    "threshold": 0.0,           # clustering threshold delta [CHOSEN]; 0.05 dropped links and lost SE in training
+    "cluster_loss": "perron",   # F_cluster: "perron" (max-min SE of the clusters) or "softmin"
+    "cluster_weight": 0.0,      # w; 0: the cluster scores keep their prior (docstring: "Status")
+    "fairness_weight": 1.0,     # lambda of (30) [CHOSEN]
+    "position_noise_m": 5.0,    # std of eq. (28) [CHOSEN]
+    "grad_clip": 1.0,
+    "init": None,
+}
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+# --- inputs (positions only) -----------------------------------------------------------------
+
+def _wrapped(delta: np.ndarray, side: float | None) -> np.ndarray:
+    return delta if side is None else (delta + side / 2.0) % side - side / 2.0
+
+
+def link_geometry(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params) -> dict[str, np.ndarray]:
+    """Offsets ``(n, L, K, 2)`` on the torus and the distance gain ``g`` and gap ``r`` (n, L, K)
+    in the model's dB/10 scale, from positions only."""
+    side = params.side_m if params.wrap_around else None
+    offset = _wrapped(ue_xy_m[:, None, :, :] - ap_xy_m[:, :, None, :], side)
+    d = np.sqrt(np.sum(offset ** 2, axis=-1) + params.height_difference_m ** 2)
+    g = -params.pathloss_exponent * np.log10(d)
+    return {"offset": offset, "gain": g, "gap": g - g.max(axis=1, keepdims=True)}
+
+
+def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params):
+    """Tokens (n, K, 2 + 2L + 4L), link features (n, L, K, 4), UE angles (n, K, 2) and the
+    gap r (n, L, K), float32 tensors."""
+    torch = _torch()
+    side = params.side_m
+    geo = link_geometry(ap_xy_m, ue_xy_m, params)
+    n, L, K = geo["gain"].shape
+    gain = (geo["gain"] + 8.0) / 1.0                       # g ~ -3.67 log10(50..350 m): centre near 0
+    links = np.concatenate([geo["offset"] / side, gain[..., None], geo["gap"][..., None]], axis=-1)
+    ue = (ue_xy_m % side) / side                            # (n, K, 2) in [0, 1)
+    ap = np.broadcast_to(((ap_xy_m % side) / side).reshape(n, 1, 2 * L), (n, K, 2 * L))
+    per_ap = np.transpose(links, (0, 2, 1, 3)).reshape(n, K, L * N_LINK_FEATURES)
+    tokens = np.concatenate([ue, ap, per_ap], axis=-1)
+    angles = 2.0 * np.pi * ue
+    f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    return f(tokens), f(links), f(angles), f(geo["gap"])
+
+
+# --- the network ----------------------------------------------------------------------------
+
+def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2, attention: str = "elu",
+                  feature_seed: int = 0):
+    torch = _torch()
+    nn = torch.nn
+    if attention not in ATTENTIONS:
+        raise CfbenchError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+    if d_model % heads:
+        raise CfbenchError(f"d_model = {d_model} is not a multiple of heads = {heads}")
+    d_head = d_model // heads
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(d_model, 3 * d_model)            # eq. (21)
+            self.out = nn.Linear(d_model, d_model)                # eq. (26)
+            if attention == "performer":
+                g = torch.Generator().manual_seed(feature_seed)
+                self.register_buffer("omega", torch.randn(d_head, 2 * d_head, generator=g))
+
+        def forward(self, x, angles):
+            n, K, _ = x.shape
+            q, k, v = self.qkv(x).view(n, K, 3, heads, d_head).permute(2, 0, 3, 1, 4)   # (n, H, K, d)
+            if attention == "softmax":
+                y = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_head), dim=-1) @ v
+                return self.out(y.transpose(1, 2).reshape(n, K, d_model))
+            if attention == "performer":
+                scale = d_head ** -0.25
+                q, k = q * scale, k * scale
+                fq = torch.exp(q @ self.omega - 0.5 * (q ** 2).sum(-1, keepdim=True)) / math.sqrt(self.omega.shape[1])
+                fk = torch.exp(k @ self.omega - 0.5 * (k ** 2).sum(-1, keepdim=True)) / math.sqrt(self.omega.shape[1])
+                kv = fk.transpose(-1, -2) @ v                                            # (n, H, m, d)
+                y = (fq @ kv) / (fq @ fk.sum(-2, keepdim=True).transpose(-1, -2) + 1e-6)
+                return self.out(y.transpose(1, 2).reshape(n, K, d_model))
+            phi = (lambda t: torch.nn.functional.elu(t) + 1.0) if attention == "elu" else torch.relu
+            fq, fk = phi(q), phi(k)                                                       # eqs. (23)-(24)
+            # spatial cosine reweighting w_ij = 1/2 + (cos dx + cos dy) / 4 as five linear terms (eq. 25)
+            c, s = torch.cos(angles), torch.sin(angles)                                  # (n, K, 2)
+            key_w = torch.cat([torch.ones_like(c[..., :1]), c, s], dim=-1)               # (n, K, 5)
+            query_w = key_w * torch.tensor([0.5, 0.25, 0.25, 0.25, 0.25])
+            kw = fk.unsqueeze(2) * key_w.transpose(1, 2)[:, None, :, :, None]           # (n, H, 5, K, d)
+            kv = kw.transpose(-1, -2) @ v.unsqueeze(2)                                   # (n, H, 5, d, d)
+            ksum = kw.sum(-2)                                                            # (n, H, 5, d)
+            qw = fq.unsqueeze(2) * query_w.transpose(1, 2)[:, None, :, :, None]         # (n, H, 5, K, d)
+            num = (qw @ kv).sum(2)                                                       # (n, H, K, d)
+            den = (qw * ksum.unsqueeze(-2)).sum(-1).sum(2)                               # (n, H, K)
+            y = num / (den.unsqueeze(-1) + 1e-6)
+            return self.out(y.transpose(1, 2).reshape(n, K, d_model))
+
+    class Layer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+            self.attention = Attention()
+            self.ffn = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
+
+        def forward(self, x, angles):                                                    # eqs. (12)-(14)
+            x = x + self.attention(self.norm1(x), angles)
+            return x + self.ffn(self.norm2(x))
+
+    class CosFormerUccf(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(2 + (2 + N_LINK_FEATURES) * n_aps, d_model)           # eq. (11)
+            self.layers = nn.ModuleList(Layer() for _ in range(layers))
+            self.norm = nn.LayerNorm(d_model)
+            self.cluster = nn.Sequential(nn.Linear(d_model + N_LINK_FEATURES, 32), nn.GELU(), nn.Linear(32, 1))
+            self.prior = nn.Parameter(torch.tensor([2.0, 2.0]))                         # a, c of the docstring
+            self.ul = nn.Linear(d_model, 1)
+            self.dl = nn.Linear(d_model, 1)
+            nn.init.zeros_(self.cluster[2].weight)
+            nn.init.zeros_(self.cluster[2].bias)
+
+        def forward(self, tokens, links, angles, gap):
+            """-> cluster scores (n, L, K) in (0, 1), UL and DL power fractions (n, K)."""
+            h = self.embed(tokens)
+            for layer in self.layers:
+                h = layer(h, angles)
+            h = self.norm(h)
+            n, L, K, _ = links.shape
+            joint = torch.cat([h.unsqueeze(1).expand(n, L, K, d_model), links], dim=-1)
+            logit = self.cluster(joint).squeeze(-1) + self.prior[0] * gap + self.prior[1]
+            return (torch.sigmoid(logit), torch.sigmoid(self.ul(h).squeeze(-1)),
+                    torch.sigmoid(self.dl(h).squeeze(-1)))
+
+    return CosFormerUccf()
+
+
+def hard_clusters(score: np.ndarray, tau_p: int, threshold: float) -> np.ndarray:
+    """Eq. (16): top-tau_p UEs per AP, then scores above ``threshold``; every UE kept served."""
+    mask = top_per_ap(score, tau_p) * (score > threshold)
+    return serve_every_ue(mask, score, tau_p)
+
+
+def mr_coefficients_torch(beta, gamma, same_pilot_offdiag, clusters, n_antennas: int):
+    """Torch copy of :func:`uccf_model.mr_coefficients` (A.7): signal, interference, noise, share."""
+    torch = _torch()
+    N = float(n_antennas)
+    g = clusters * gamma
+    total = g.sum(-2)
+    noncoherent = N * g.transpose(-1, -2) @ beta
+    coherent = (g / beta).transpose(-1, -2) @ beta
+    interference = noncoherent + N ** 2 * same_pilot_offdiag * coherent ** 2
+    share = g / torch.clamp(total.unsqueeze(-2), min=1e-30)
+    return N ** 2 * total ** 2, interference, N * total, share
+
+
+def se_per_ue_torch(coeffs, ul_mw, dl_mw, params):
+    """UL and DL SE of every UE (n, K) for powers ``ul_mw``, ``dl_mw`` (n, K) (A.5-A.6 with MR)."""
+    torch = _torch()
+    signal, interference, noise, _ = coeffs
+    ul = ul_mw * signal / ((interference @ ul_mw.unsqueeze(-1)).squeeze(-1) + noise)
+    per_unit = dl_mw / torch.clamp(noise, min=1e-30)
+    dl = per_unit * signal / ((interference.transpose(-1, -2) @ per_unit.unsqueeze(-1)).squeeze(-1) + 1.0)
+    return params.ul_pre_log * torch.log2(1 + ul), params.dl_pre_log * torch.log2(1 + dl)
+
+
+def _perron_root(a):
+    """Spectral radius of non-negative ``a`` (n, K, K) as ``y^T a x / y^T x`` with the right and
+    left Perron vectors x, y computed without gradient: its value, and its gradient by the
+    eigenvalue perturbation formula ``d rho = y^T da x / y^T x``."""
+    torch = _torch()
+    m = a.detach().numpy()
+    def vector(mat):
+        w, v = np.linalg.eig(mat)
+        top = np.argmax(np.abs(w), axis=-1)
+        return np.abs(np.take_along_axis(v, top[:, None, None], axis=-1)[..., 0].real)
+    x, y = torch.as_tensor(vector(m)), torch.as_tensor(vector(np.swapaxes(m, -1, -2)))
+    return torch.einsum("nk,nki,ni->n", y, a, x) / torch.einsum("nk,nk->n", y, x)
+
+
+def maxmin_sinr_torch(coeffs, label: dict, params):
+    """Max-min UL and DL SINR ``t* = 1 / rho(M + u a_j*^T)`` (A.8) of the clusters ``coeffs`` were
+    built from (differentiable in them), with the binding row j* taken from the closed-form
+    labels (UL: the UE at p_max; DL: the AP at its budget); every UE must be served."""
+    torch = _torch()
+    signal, interference, noise, share = coeffs
+    n, K = signal.shape
+    rows = torch.arange(n)
+    m_ul = interference / signal.unsqueeze(-1)
+    u = noise / signal
+    j = torch.as_tensor(np.argmax(label["ul_power_mw"], axis=1))
+    a_ul = m_ul.clone()
+    a_ul[rows, :, j] = a_ul[rows, :, j] + u / params.p_max_mw
+    m_dl = interference.transpose(-1, -2) * (noise.unsqueeze(-1) / (noise.unsqueeze(-2) * signal.unsqueeze(-1)))
+    ap = np.argmax(np.einsum("nlk,nk->nl", share.detach().numpy(), label["dl_power_mw"]), axis=1)
+    a_dl = m_dl + u.unsqueeze(-1) * share[rows, torch.as_tensor(ap)].unsqueeze(-2) / params.rho_max_mw
+    return 1.0 / _perron_root(a_ul), 1.0 / _perron_root(a_dl)
+
+
+def min_se_torch(coeffs, ul_mw, dl_mw, params):
+    """Worst UE's UL and DL SE (n,)."""
+    ul, dl = se_per_ue_torch(coeffs, ul_mw, dl_mw, params)
+    return ul.min(-1).values, dl.min(-1).values
+
+
+# --- the solvers ----------------------------------------------------------------------------
+
+def network_from_checkpoint(checkpoint: dict, params=None):
+    config = checkpoint["model"]
+    if params is not None and config["n_aps"] != params.n_aps:
+        raise CfbenchError(f"checkpoint trained for L = {config['n_aps']} APs; scenario has L = {params.n_aps}")
+    network = build_network(config["n_aps"], config["d_model"], config["heads"], config["layers"],
+                            config["attention"], config.get("feature_seed", 0))
+    network.load_state_dict(checkpoint["state_dict"])
+    network.eval()
+    return network
+
+
+class EluCosFormer(Solver):
+    name = "elu-cosformer"
+    kind = "learned"
+    problems = ("uccf",)
+    solves_batches = True
+    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions -> clusters (top-tau_p per AP, threshold) "
+                   "and UL/DL powers")
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        torch = _torch()
+        path = self.options.get("weights")
+        if path is None:
+            attention = self.options.get("attention", "elu")
+            if attention not in SHIPPED_WEIGHTS:
+                raise CfbenchError(f"no shipped uccf weights for attention {attention!r} (shipped: "
+                                   f"{', '.join(SHIPPED_WEIGHTS)}); train with 'cfbench train --solver elu-cosformer "
+                                   f"--problem uccf --scenario mr-k20,mr-k30,mr-k40 --set attention={attention}' "
+                                   "and pass weights=PATH")
+            path = WEIGHTS_DIR / SHIPPED_WEIGHTS[attention]
+        self.checkpoint = load_checkpoint(Path(path))
+        self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
+        self.threshold = float(self.options.get("threshold", self.checkpoint["model"]["threshold"]))
+        self.noise_m = float(self.options.get("position_noise_m", 0.0))
+        self._torch = torch
+
+    def predict(self, instances: Instances):
+        """Cluster scores (n, L, K), UL and DL power fractions (n, K) as numpy arrays."""
+        torch = self._torch
+        ue_xy = np.asarray(instances.ue_xy_m, dtype=float)
+        if self.noise_m > 0:
+            ue_xy = ue_xy + np.stack([instance_rng(instances, i, POSITION_NOISE_STREAM).normal(0, self.noise_m, ue_xy.shape[1:])
+                                      for i in range(len(instances))])
+        with torch.inference_mode():
+            inputs = network_inputs(np.asarray(instances.ap_xy_m, dtype=float), ue_xy, instances.params)
+            score, ul, dl = (t.double().numpy() for t in self.network(*inputs))
+        return score, ul, dl
+
+    def clusters(self, instances: Instances, score: np.ndarray) -> np.ndarray:
+        return hard_clusters(score, instances.params.tau_p, self.threshold)
+
+    def solve(self, instances: Instances):
+        from cfbench.plugins.uccf_baselines import fit_dl_budget
+
+        p = instances.params
+        score, ul, dl = self.predict(instances)
+        clusters = self.clusters(instances, score)
+        rho = dl * float(self.checkpoint["output"]["rho_scale_mw"])
+        return {"clusters": clusters, "ul_power_mw": np.clip(ul * p.p_max_mw, 0.0, p.p_max_mw),
+                "dl_power_mw": fit_dl_budget(instances, clusters, rho)}
+
+    @classmethod
+    def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+              report: Callable[[dict], None] | None = None, **options) -> Path:
+        """Train on ``scenarios`` (same L) by dynamic supervision and write the checkpoint."""
+        return train(problem, scenarios, seed=seed, out=out, report=report, **options)
+
+
+class EluCosFormerOpt(EluCosFormer):
+    name = "elu-cosformer-opt"
+    description = "Optimal UC-CF: the ELU-CosFormer's clusters with closed-form max-min UL/DL power [M22]"
+
+    def solve(self, instances: Instances):
+        score, _, _ = self.predict(instances)
+        return um.maxmin_decision(instances, self.clusters(instances, score))
+
+
+
+# --- training --------------------------------------------------------------------------------
+
+def _tensors(instances: Instances):
+    torch = _torch()
+    pilot = np.asarray(instances.pilot)
+    copilot = um.same_pilot(pilot) * (1.0 - np.eye(pilot.shape[1]))
+    f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    return f(instances.beta), f(instances.gamma), f(copilot)
+
+
+def _noisy(instances: Instances, sigma_m: float, rng: np.random.Generator) -> np.ndarray:
+    ue = np.asarray(instances.ue_xy_m, dtype=float)
+    return ue + rng.normal(0.0, sigma_m, ue.shape) if sigma_m > 0 else ue
+
+
+def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+          report: Callable[[dict], None] | None = None, **options) -> Path:
+    torch = _torch()
+    cfg = training_options("elu-cosformer", DEFAULTS, options)
+    params = [problem.scenario_params(s) for s in scenarios]
+    if len({(p.n_aps, p.combiner) for p in params}) != 1 or params[0].combiner != "mr":
+        raise CfbenchError(f"train on mr scenarios with one L; got {', '.join(scenarios)}")
+    seed_everything(seed)
+    log = TrainingLog(report)
+    rng = np.random.default_rng(seed)
+    n_train, n_val = int(cfg["samples"]), int(cfg["validation"])
+    data = [problem.sample(s, n_train + n_val, TRAIN_SEED_OFFSET + seed) for s in scenarios]
+    start = load_checkpoint(Path(cfg["init"])) if cfg["init"] else None
+    if start is not None:
+        network = network_from_checkpoint(start, params[0])
+        for key in ("d_model", "heads", "layers", "attention"):
+            cfg[key] = start["model"][key]
+    else:
+        network = build_network(params[0].n_aps, int(cfg["d_model"]), int(cfg["heads"]), int(cfg["layers"]),
+                                cfg["attention"], feature_seed=seed)
+    threshold = float(cfg["threshold"])
+    # rho_scale: the largest DL label of DCC-clustered training instances (min-max scaling, Sect. V-A)
+    if start is not None:
+        rho_scale = float(start["output"]["rho_scale_mw"])
+    else:
+        rho_scale = max(float(um.maxmin_decision(d[:64], d.dcc_clusters[:64])["dl_power_mw"].max()) for d in data)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    bs = int(cfg["batch_size"])
+    lam = float(cfg["fairness_weight"])
+
+    def step(instances: Instances, p) -> dict:
+        tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
+                                                    _noisy(instances, float(cfg["position_noise_m"]), rng), p)
+        score, ul, dl = network(tokens, links, angles, gap)
+        hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold)
+        label = um.maxmin_decision(instances, hard)                                      # dynamic supervision
+        mse_ul = torch.mean((ul.double() - torch.as_tensor(label["ul_power_mw"] / p.p_max_mw)) ** 2)
+        mse_dl = torch.mean((dl.double() - torch.as_tensor(label["dl_power_mw"] / rho_scale)) ** 2)
+        beta, gamma, copilot = _tensors(instances)
+        # powers: the worst UE's SE under the predicted powers on the (fixed) hard clusters
+        coeffs = mr_coefficients_torch(beta, gamma, copilot, torch.as_tensor(hard), p.n_antennas)
+        rho = dl.double() * rho_scale
+        peak = (coeffs[3] * rho.unsqueeze(-2)).sum(-1).max(-1).values
+        rho = rho * torch.clamp(p.rho_max_mw / peak, max=1.0).unsqueeze(-1)
+        se_ul, se_dl = min_se_torch(coeffs, ul.double() * p.p_max_mw, rho, p)
+        fair_powers = 0.5 * (se_ul + se_dl).mean()
+        # clusters straight through (D_st = hard + s - stop_grad(s)) into the max-min SE of the clusters
+        clusters = torch.as_tensor(hard) + score.double() - score.double().detach()
+        coeffs = mr_coefficients_torch(beta, gamma, copilot, clusters, p.n_antennas)
+        if not float(cfg["cluster_weight"]):
+            fair_clusters = torch.zeros((), dtype=torch.float64)
+        elif cfg["cluster_loss"] == "perron":
+            t_ul, t_dl = maxmin_sinr_torch(coeffs, label, p)
+            fair_clusters = 0.5 * (p.ul_pre_log * torch.log2(1 + t_ul) + p.dl_pre_log * torch.log2(1 + t_dl)).mean()
+        else:
+            se = torch.cat(se_per_ue_torch(coeffs, torch.as_tensor(label["ul_power_mw"]),
+                                           torch.as_tensor(label["dl_power_mw"]), p), dim=-1)
+            fair_clusters = (-SOFTMIN_TEMPERATURE * torch.logsumexp(-se / SOFTMIN_TEMPERATURE, dim=-1)).mean()
+        return {"loss": mse_ul + mse_dl - lam * (fair_powers + float(cfg["cluster_weight"]) * fair_clusters), "mse_ul": mse_ul, "mse_dl": mse_dl,
+                "fair_powers": fair_powers, "fair_clusters": fair_clusters}
+
+    def validate() -> dict:
+        network.eval()
+        solver = EluCosFormer()
+        solver.network, solver.threshold, solver.noise_m, solver._torch = network, threshold, 0.0, torch
+        solver.checkpoint = {"output": {"rho_scale_mw": rho_scale}}
+        predicted, optimal = [], []
+        for d in data:
+            val = d[np.arange(n_train, n_train + n_val)]
+            decision = solver.solve(val)
+            predicted.append(problem.evaluate(val, decision).objective.mean())
+            optimal.append(problem.evaluate(val, um.maxmin_decision(val, decision["clusters"])).objective.mean())
+        network.train()
+        return {"val_predicted": float(np.mean(predicted)), "val_optimal": float(np.mean(optimal))}
+
+    best, best_state, best_epoch = -math.inf, None, 0
+    log.epoch(epoch=0, **validate())
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        plan = [(i, j) for i in range(len(data)) for j in np.array_split(rng.permutation(n_train), max(1, n_train // bs))]
+        sums: dict[str, float] = {}
+        for b in rng.permutation(len(plan)):
+            i, j = plan[b]
+            t = step(data[i][j], params[i])
+            optimiser.zero_grad()
+            if not torch.isfinite(t["loss"]):
+                continue
+            t["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]))
+            optimiser.step()
+            for k, v in t.items():
+                sums[k] = sums.get(k, 0.0) + v.item() / len(plan)
+        values = validate()
+        if values["val_predicted"] + values["val_optimal"] > best:
+            best, best_epoch = values["val_predicted"] + values["val_optimal"], epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        log.epoch(epoch=epoch, **sums, **values)
+
+    p0 = params[0]
+    checkpoint = {
+        "model": {"name": "ELU-CosFormer" if cfg["attention"] == "elu" else f"CosFormer-{cfg['attention']}",
+                  "n_aps": p0.n_aps, "d_model": int(cfg["d_model"]), "heads": int(cfg["heads"]),
+                  "layers": int(cfg["layers"]), "attention": cfg["attention"], "feature_seed": seed,
+                  "threshold": threshold},
+        "state_dict": best_state if best_state is not None else network.state_dict(),
+        "output": {"rho_scale_mw": rho_scale},
+        "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps},
+        "training": {"seed": seed, **{k: cfg[k] for k in DEFAULTS if k != "init"},
+                     "init": str(cfg["init"]) if cfg["init"] else "", "best_epoch": best_epoch,
+                     "train_time_s": log.elapsed_s, "threads": torch.get_num_threads(),
+                     "torch": str(torch.__version__), "instance_seed": TRAIN_SEED_OFFSET + seed,
+                     "history": log.history},
+    }
+    out = Path(out) if out is not None else Path("results") / "weights" / f"uccf-{cfg['attention']}-cosformer-seed{seed}.pt"
+    return save_checkpoint(out, checkpoint)
+
+
+@hookimpl
+def cfbench_solvers():
+    return [EluCosFormer, EluCosFormerOpt]

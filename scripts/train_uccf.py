@@ -1,0 +1,41 @@
+"""Retrain every shipped ``uccf`` weight file (plugins/weights/uccf-*.pt), seed 0, one thread.
+
+    python scripts/train_uccf.py            # the shipped ELU-CosFormer
+    python scripts/train_uccf.py --ablations  # also ReLU CosFormer, softmax Transformer, Performer
+                                              # (written to results/weights/, not shipped)
+
+Each model is one ``cfbench train`` command, printed before it runs; the README gives the
+time each took. Training draws its instances from the scenarios' generators at seed
+70_000_000 + seed, disjoint from benchmark seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = "mr-k20,mr-k30,mr-k40"
+COMMON = ["--problem", "uccf", "--scenario", SCENARIOS, "--seed", "0", "--threads", "1",
+          "--epochs", "30", "--samples", "1024"]
+SHIPPED = [["--solver", "elu-cosformer", "--out", "plugins/weights/uccf-elu-cosformer.pt"]]
+ABLATIONS = [["--solver", "elu-cosformer", "--set", f"attention={a}", "--out", f"results/weights/uccf-{a}-cosformer.pt"]
+             for a in ("relu", "softmax", "performer")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablations", action="store_true", help="also train the attention ablations")
+    args = parser.parse_args()
+    for extra in SHIPPED + (ABLATIONS if args.ablations else []):
+        command = ["cfbench", "train", *extra, *COMMON]
+        print("+", shlex.join(command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
