@@ -1,5 +1,6 @@
-"""asv benchmarks for ``dmimo``: batch evaluation at the default scenario, ``ao`` per instance
-on ``small``, and the EE of ``ao`` against ``full-power`` on ``small`` (``track_``).
+"""asv benchmarks for ``dmimo``: batch evaluation at the default scenario, solver latency per
+instance on ``small`` and ``m60-t30``, one ``ao`` subproblem (24) on both, and the EE of ``ao``
+against ``full-power`` on ``small`` (``track_``).
 
 Run: ``asv run --python=same --quick --bench dmimo``. Solvers run on one thread.
 """
@@ -41,7 +42,7 @@ class Evaluate:
 class SolverLatency:
     """One solve of one instance after setup and a warm-up, as the runner times it."""
 
-    params = (["small"], ["ao", "full-power", "all-serve"])
+    params = (["small", "m60-t30"], ["ao", "full-power", "all-serve"])
     param_names = ["scenario", "solver"]
     timeout = 300
     number = 1
@@ -58,6 +59,34 @@ class SolverLatency:
 
     def time_solve(self, scenario, solver):
         self.solver.solve(self.instance)
+
+
+class AssociationStep:
+    """One subproblem (24) of ``ao`` (candidate links, Clarabel) from the 95 % rule after a power
+    step, compiled and warmed up first: the step that dominated ``ao`` at paper scale."""
+
+    params = (["small", "m60-t30"],)
+    param_names = ["scenario"]
+    timeout = 300
+    number = 1
+    repeat = (1, 10, 60.0)
+
+    def setup(self, scenario):
+        from cfbench.plugins import dmimo_ao
+
+        limit_threads(1)
+        problem = _problem()
+        instances = problem.sample(scenario, 1, seed=0)
+        self.model = model = dmimo_ao.InstanceModel(instances, 0)
+        subproblems = dmimo_ao.Subproblems()
+        self.d = dmimo_ao.initial_association("lsf95", model.beta)
+        self.eta, self.perf, _ = dmimo_ao.power_step(subproblems, model, self.d, np.ones(model.n_ues), 1.0)
+        self.links = dmimo_ao.CandidateLinks(model, self.d, dmimo_ao.DEFAULTS["candidates"])
+        self.sub = subproblems.association(self.links, model.params.pre_log)
+        self.time_step(scenario)
+
+    def time_step(self, scenario):
+        self.sub.step(self.model, self.eta, self.d, self.perf, 1.0, self.links)
 
 
 class Quality:
