@@ -52,7 +52,7 @@ machine, seed 0): on ``small`` (M = 20) the final EE of 4 instances is the same
 as unrestricted to 1e-7; on ``m60-t30`` (2 instances) the relaxed EE differs by
 at most 0.1 % (3.7682 vs 3.7721 Mbit/J) and the final EE by 0.26 % / 0 %,
 within the spread that rounding alone gives (20 candidates: 3.5512, 12: 3.5570,
-all: 3.5662 on instance 0), while (24) takes 0.26-0.49 s instead of 0.9-5.2 s
+all: 3.5662 on instance 0), while (24) takes 0.08-0.26 s instead of 0.9-5.2 s
 and the compiled problem 0.5 GB instead of 7.6 GB.
 
 Phases (our addition, stated). The paper assumes a feasible start. When the
