@@ -125,7 +125,7 @@ DEFAULTS = {
     "d_model": 64,              # [CHOSEN]
     "heads": 4,                 # [CHOSEN]
     "layers": 2,                # [CHOSEN]
-    "threshold": 0.0,           # clustering threshold delta [CHOSEN]; 0.05 dropped links and lost SE in training
+    "threshold": 0.0,           # clustering threshold delta [CHOSEN; lost]: 0 keeps tau_p UEs at every AP
     "cluster_loss": "perron",   # F_cluster: "perron" (max-min SE of the clusters) or "softmin"
     "cluster_weight": 0.0,      # w; 0: the cluster scores keep their prior (docstring: "Status")
     "fairness_weight": 1.0,     # lambda of (30) [CHOSEN]

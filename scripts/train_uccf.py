@@ -12,6 +12,7 @@ time each took. Training draws its instances from the scenarios' generators at s
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def main() -> int:
     for extra in SHIPPED + (ABLATIONS if args.ablations else []):
         command = ["cfbench", "train", *extra, *COMMON]
         print("+", shlex.join(command), flush=True)
-        subprocess.run(command, cwd=ROOT, check=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run(command, cwd=ROOT, check=True, env=env)
     return 0
 
 

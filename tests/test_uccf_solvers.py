@@ -191,8 +191,8 @@ def test_shipped_weights_load_safely_and_are_small():
 
 
 def test_learned_solvers_pass_the_conformance_kit():
-    check_solver(cf.EluCosFormer, problem="uccf", scenario="mr-k10")
-    check_solver(cf.EluCosFormerOpt, problem="uccf", scenario="mr-k10", check_batch_consistency=False)
+    check_solver(cf.EluCosFormer, problem="uccf", scenario="mr-k20")
+    check_solver(cf.EluCosFormerOpt, problem="uccf", scenario="mr-k20")
 
 
 def test_learned_solver_is_equivariant_to_permuting_ues(k20):
