@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
-SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc", "benchmarks.bench_mmtc", "benchmarks.bench_dmimo"]
+SUITES = ["benchmarks.bench_sum_ee", "benchmarks.bench_urllc", "benchmarks.bench_mmtc", "benchmarks.bench_dmimo",
+          "benchmarks.bench_uccf"]
 
 
 def _benchmarks():
