@@ -191,20 +191,16 @@ class Problem:
     # -- generic validation used by the runner -------------------------------------
     def check_decision(self, instances: Instances, decision: Any, atol: float = 1e-9) -> str | None:
         """Return ``None`` if ``decision`` fits the declared fields, else a reason."""
-        if not isinstance(decision, Mapping):
-            return f"decision must be a mapping of field arrays, got {type(decision).__name__}"
         n = len(instances)
-        for f in self.decision_fields(instances.scenario):
-            if f.name not in decision:
-                return f"missing decision field {f.name!r}"
-            try:
-                value = np.asarray(decision[f.name], dtype=float)
-            except (TypeError, ValueError):
-                return f"field {f.name!r} is not numeric"
-            if value.shape != (n, *f.shape):
-                return f"field {f.name!r} has shape {value.shape}, expected {(n, *f.shape)}"
-            if not np.all(np.isfinite(value)):
-                return f"field {f.name!r} has NaN or inf"
+        fields = self.decision_fields(instances.scenario)
+        expected = {f.name: ((n, *f.shape), "") for f in fields}
+        values, reason = read_decision_fields(
+            decision, expected, f"a {self.name} decision has " + ", ".join(
+                f"{f.name!r} {(n, *f.shape)}" for f in fields))
+        if reason:
+            return reason
+        for f in fields:
+            value = values[f.name]
             if f.binary and not np.all((value == 0) | (value == 1)):
                 return f"field {f.name!r} must be binary (0 or 1)"
             lo, hi = f.bound("lower", instances), f.bound("upper", instances)
@@ -244,6 +240,45 @@ class Solver:
 
     def supports(self, problem: str) -> bool:
         return problem in self.problems
+
+
+def read_decision_fields(decision: Any, expected: Mapping[str, tuple[tuple[int, ...], str]],
+                         fields_hint: str) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The fields of a decision as float arrays, or the first reason they are malformed.
+
+    ``expected`` maps each field name to its full shape (instance axis first) and a
+    description of its axes, e.g. ``"(instances, M APs, T UEs)"``; ``fields_hint`` says
+    what a decision of the problem holds (it ends the message for a missing field).
+    Checked in order: a mapping, every field present, numeric, of the expected shape,
+    finite (the first NaN or inf named by its index). Problems then check their own
+    rules (bounds, binary entries) on the returned arrays, naming the bad entry with
+    :func:`describe_entry`."""
+    if not isinstance(decision, Mapping):
+        names = ", ".join(repr(name) for name in expected)
+        return None, f"decision must be a mapping with fields {names}, got {type(decision).__name__}"
+    values = {}
+    for name, (shape, axes) in expected.items():
+        if name not in decision:
+            return None, f"missing decision field {name!r}; {fields_hint}"
+        try:
+            value = np.asarray(decision[name], dtype=float)
+        except (TypeError, ValueError):
+            return None, f"field {name!r} is not numeric"
+        if value.shape != tuple(shape):
+            return None, f"field {name!r} has shape {value.shape}, expected {tuple(shape)}" + (f" {axes}" if axes else "")
+        bad = ~np.isfinite(value)
+        if bad.any():
+            return None, f"field {name!r} has NaN or inf (at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
+        values[name] = value
+    return values, None
+
+
+def describe_entry(mask: np.ndarray, value: np.ndarray, axes: Sequence[str]) -> str:
+    """``"instance 0, AP 2, UE 5 has 0.5"`` for the first True entry of ``mask``; ``axes``
+    names the axes after the instance axis (``("AP", "UE")``)."""
+    index = tuple(int(i) for i in np.argwhere(mask)[0])
+    where = ", ".join(f"{name} {i}" for name, i in zip(("instance", *axes), index))
+    return f"{where} has {value[index]:.6g}"
 
 
 def instance_rng(instances: Instances, i: int, stream: int) -> np.random.Generator:

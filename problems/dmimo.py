@@ -51,11 +51,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from cfbench import CfbenchError, DecisionField, Instances, Problem, Score, hookimpl
+from cfbench.api import describe_entry, read_decision_fields
 from cfbench.problems import dmimo_model as dm
 from cfbench.problems.dmimo_model import SILENT_SE_BIT_PER_HZ, DmimoScenario
 
@@ -192,36 +193,22 @@ class Dmimo(Problem):
 
     # -- validation: one clear message per kind of bad decision -----------------------------
     def check_decision(self, instances: Instances, decision: Any, atol: float = 1e-9) -> str | None:
-        if not isinstance(decision, Mapping):
-            return f"decision must be a mapping with fields 'eta' and 'd', got {type(decision).__name__}"
         p = self._params(instances)
         n = len(instances)
         expected = {"eta": ((n, p.n_ues), "(instances, T UEs)"),
                     "d": ((n, p.n_aps, p.n_ues), "(instances, M APs, T UEs)")}
-        values = {}
-        for name, (shape, axes) in expected.items():
-            if name not in decision:
-                return (f"missing decision field {name!r}; a dmimo decision has 'eta' {expected['eta'][0]} "
-                        f"in [0, 1] and a binary AP-UE association 'd' {expected['d'][0]}")
-            try:
-                value = np.asarray(decision[name], dtype=float)
-            except (TypeError, ValueError):
-                return f"field {name!r} is not numeric"
-            if value.shape != shape:
-                return f"field {name!r} has shape {value.shape}, expected {shape} {axes}"
-            bad = ~np.isfinite(value)
-            if bad.any():
-                return f"field {name!r} has NaN or inf (at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
-            values[name] = value
+        values, reason = read_decision_fields(
+            decision, expected, f"a dmimo decision has 'eta' {expected['eta'][0]} in [0, 1] and a binary "
+                                f"AP-UE association 'd' {expected['d'][0]}")
+        if reason:
+            return reason
         eta, d = values["eta"], values["d"]
         outside = (eta < -atol) | (eta > 1.0 + atol)
         if outside.any():
-            i, t = (int(x) for x in np.argwhere(outside)[0])
-            return f"field 'eta' must lie in [0, 1]; instance {i}, UE {t} has {eta[i, t]:.6g}"
+            return f"field 'eta' must lie in [0, 1]; {describe_entry(outside, eta, ('UE',))}"
         fractional = (d != 0.0) & (d != 1.0)
         if fractional.any():
-            i, m, t = (int(x) for x in np.argwhere(fractional)[0])
-            return (f"field 'd' must be binary (0 or 1): instance {i}, AP {m}, UE {t} has {d[i, m, t]:.6g} "
+            return (f"field 'd' must be binary (0 or 1): {describe_entry(fractional, d, ('AP', 'UE'))} "
                     f"({int(fractional.sum())} non-binary entries; round a relaxed association before returning it)")
         return None
 

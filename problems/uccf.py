@@ -50,11 +50,12 @@ judged in seconds on one core (README gives the cost).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from cfbench import DecisionField, Instances, Problem, Score, hookimpl
+from cfbench.api import describe_entry, read_decision_fields
 from cfbench.problems import uccf_model as um
 from cfbench.problems.uccf_model import UccfScenario
 
@@ -120,44 +121,28 @@ class Uccf(Problem):
 
     # -- validation: one clear message per kind of bad decision -----------------------------
     def check_decision(self, instances: Instances, decision: Any, atol: float = 1e-9) -> str | None:
-        if not isinstance(decision, Mapping):
-            return (f"decision must be a mapping with fields 'clusters', 'ul_power_mw' and 'dl_power_mw', "
-                    f"got {type(decision).__name__}")
         p = self._params(instances)
         n = len(instances)
         expected = {"clusters": ((n, p.n_aps, p.n_ues), "(instances, L APs, K UEs)"),
                     "ul_power_mw": ((n, p.n_ues), "(instances, K UEs)"),
                     "dl_power_mw": ((n, p.n_ues), "(instances, K UEs)")}
-        values = {}
-        for name, (shape, axes) in expected.items():
-            if name not in decision:
-                return (f"missing decision field {name!r}; a uccf decision has binary 'clusters' "
-                        f"{expected['clusters'][0]}, 'ul_power_mw' and 'dl_power_mw' {expected['ul_power_mw'][0]}")
-            try:
-                value = np.asarray(decision[name], dtype=float)
-            except (TypeError, ValueError):
-                return f"field {name!r} is not numeric"
-            if value.shape != shape:
-                return f"field {name!r} has shape {value.shape}, expected {shape} {axes}"
-            bad = ~np.isfinite(value)
-            if bad.any():
-                return f"field {name!r} has NaN or inf (at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
-            values[name] = value
+        values, reason = read_decision_fields(
+            decision, expected, f"a uccf decision has binary 'clusters' {expected['clusters'][0]}, "
+                                f"'ul_power_mw' and 'dl_power_mw' {expected['ul_power_mw'][0]}")
+        if reason:
+            return reason
         d = values["clusters"]
         fractional = (d != 0.0) & (d != 1.0)
         if fractional.any():
-            i, l, k = (int(x) for x in np.argwhere(fractional)[0])
-            return (f"field 'clusters' must be binary (0 or 1): instance {i}, AP {l}, UE {k} has {d[i, l, k]:.6g} "
+            return (f"field 'clusters' must be binary (0 or 1): {describe_entry(fractional, d, ('AP', 'UE'))} "
                     f"({int(fractional.sum())} non-binary entries)")
         ul = values["ul_power_mw"]
         outside = (ul < -atol) | (ul > p.p_max_mw * (1.0 + atol) + atol)
         if outside.any():
-            i, k = (int(x) for x in np.argwhere(outside)[0])
-            return f"field 'ul_power_mw' must lie in [0, {p.p_max_mw:g}] mW; instance {i}, UE {k} has {ul[i, k]:.6g}"
+            return f"field 'ul_power_mw' must lie in [0, {p.p_max_mw:g}] mW; {describe_entry(outside, ul, ('UE',))}"
         dl = values["dl_power_mw"]
         if (dl < -atol).any():
-            i, k = (int(x) for x in np.argwhere(dl < -atol)[0])
-            return f"field 'dl_power_mw' must be >= 0; instance {i}, UE {k} has {dl[i, k]:.6g}"
+            return f"field 'dl_power_mw' must be >= 0; {describe_entry(dl < -atol, dl, ('UE',))}"
         return None
 
     # -- the judge -----------------------------------------------------------------------------
