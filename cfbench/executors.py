@@ -160,8 +160,8 @@ class LocalExecutor:
                 for future in done:
                     yield future.result()
         finally:
-            _warm_workers().close()
             stop_all_workers()   # an interrupt or an error: no solve outlives the run
+            _warm_workers().close()
             if isinstance(pool, ProcessPoolExecutor):
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.kill()

@@ -196,6 +196,7 @@ def reset_stop() -> None:
 class _WorkerHandle:
     def __init__(self, ctx, solver_cls, options, problem, scenario, instances, warmup, threads,
                  memory_limit_mb=None):
+        self._kill_lock = threading.Lock()
         self.parent, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker,
@@ -243,10 +244,16 @@ class _WorkerHandle:
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout=5)
-        self.parent.close()
+        """Idempotent and safe from any thread: an interrupt's :func:`stop_all_workers` may
+        meet the thread that owns this worker stopping it at the same moment."""
+        with self._kill_lock:
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(timeout=5)
+            try:
+                self.parent.close()
+            except OSError:  # closed already
+                pass
         with _LIVE_LOCK:
             _LIVE.discard(self)
 

@@ -290,3 +290,30 @@ def test_after_a_timeout_the_restarted_worker_is_the_one_kept():
         assert _pids(again) == after
     finally:
         keep.close()
+
+
+def test_killing_a_worker_from_several_threads_at_once_is_safe():
+    """An interrupt's stop_all_workers may meet the owning thread stopping the same worker."""
+    import threading
+
+    from cfbench.runner import _LIVE, _context, _WorkerHandle
+
+    problem = build_registry().problem("sum-ee")
+    instances = problem.sample("tiny", 1, seed=3)
+    for _ in range(5):
+        handle = _WorkerHandle(_context(), _RecordsItsProcess, {}, problem, "tiny", instances, instances, 1)
+        assert handle.receive(60) == ("ready",)
+        errors = []
+
+        def end(how):
+            try:
+                handle.stop() if how else handle.kill()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=end, args=(i % 2,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and not handle.proc.is_alive() and handle not in _LIVE
