@@ -296,6 +296,20 @@ def _box(value, tolerance: float) -> np.ndarray | None:
     return np.clip(value, 0.0, 1.0)
 
 
+def _set_merit_terms(sub, model: "InstanceModel", b: float, qos_weight: float, perf: dict) -> tuple[bool, float]:
+    """Parameters both subproblems share: the ratio transform's 2 b sqrt(u) coefficient, the
+    phase-1 QoS weight and cap, the hard sum-SE floor once SE^QoS holds (phase 2). Returns
+    (phase 2?, the merit at the current point)."""
+    p = model.params
+    k_u = p.pre_log * p.bandwidth_hz / (1e6 * LN2)
+    sub.c_sqrt.value = 2 * b * math.sqrt(k_u)
+    sub.c_se.value = qos_weight
+    sub.se_cap.value = model.se_cap
+    phase2 = bool(perf["sum_se_bit_per_hz"] >= model.se_cap)
+    sub.se_floor.value = model.se_cap if phase2 else 0.0
+    return phase2, float(model.merit(perf, qos_weight))
+
+
 class PowerSubproblem:
     """Problem (23) for T UEs in the variables q = sqrt(eta) (module docstring)."""
 
@@ -338,14 +352,8 @@ class PowerSubproblem:
 
     def _finish(self, model, b, qos_weight, perf, point_of):
         p = model.params
-        k_u = p.pre_log * p.bandwidth_hz / (1e6 * LN2)
-        self.c_sqrt.value = 2 * b * math.sqrt(k_u)
         self.c_pa.value = b ** 2 * 1e-3 * p.p_u_mw / p.pa_efficiency
-        self.c_se.value = qos_weight
-        self.se_cap.value = model.se_cap
-        phase2 = perf["sum_se_bit_per_hz"] >= model.se_cap
-        self.se_floor.value = model.se_cap if phase2 else 0.0
-        old = float(model.merit(perf, qos_weight))
+        phase2, old = _set_merit_terms(self, model, b, qos_weight, perf)
 
         def extract(tolerance):
             q = _box(self.q.value, tolerance)
@@ -476,13 +484,7 @@ class AssociationSubproblem:
             on = links.copilot_valid[c]
             par.value = (valid * (on * weight * np.sqrt(power[i]))[None, :] * ratio * beta[m, i[None, :]])
         self.c_link.value = b ** 2 * p.link_power_w
-        k_u = p.pre_log * p.bandwidth_hz / (1e6 * LN2)
-        self.c_sqrt.value = 2 * b * math.sqrt(k_u)
-        self.c_se.value = qos_weight
-        self.se_cap.value = model.se_cap
-        phase2 = perf["sum_se_bit_per_hz"] >= model.se_cap
-        self.se_floor.value = model.se_cap if phase2 else 0.0
-        old = float(model.merit(perf, qos_weight))
+        phase2, old = _set_merit_terms(self, model, b, qos_weight, perf)
 
         def extract(tolerance):
             x = _box(self.x.value, tolerance)
