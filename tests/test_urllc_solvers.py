@@ -225,3 +225,13 @@ def test_sca_respects_max_iter(tiny):
     out = _solve(sca.SCA, tiny[:2], "tiny", max_iter=2)
     assert all(len(t) <= 2 for t in out.trace)
     assert PROBLEM.check_decision(tiny[:2], out.decision) is None
+
+
+def test_sca_keeps_iterating_when_every_fallback_solver_fails(tiny, monkeypatch):
+    """A surrogate that neither Clarabel nor SCS solves (here: both capped at one interior-point
+    iteration) is retried with the robust Clarabel settings instead of ending the iterations."""
+    monkeypatch.setattr(sca, "FALLBACK_CHAIN", (("CLARABEL", {"max_iter": 1}), ("SCS", {"max_iters": 1})))
+    out = _solve(sca.SCA, tiny[:2], "tiny", max_iter=3)
+    assert all(len(t) > 0 for t in out.trace)
+    monkeypatch.setattr(sca, "RETRY_MARGINS", ())
+    assert all(len(t) == 0 for t in _solve(sca.SCA, tiny[:2], "tiny", max_iter=3).trace)
