@@ -148,6 +148,57 @@ def _rows(records):
     return pd.DataFrame([{**base, **r} for r in records])
 
 
+class _Hangs(_ToySolver):
+    """Answers the runner's untimed warm-up, then never returns."""
+    name = "hangs"
+
+    def setup(self, problem, scenario):
+        super().setup(problem, scenario)
+        self.calls = 0
+
+    def solve(self, instances):
+        self.calls += 1
+        if self.calls > 1:
+            import time
+            time.sleep(600)
+        return super().solve(instances)
+
+
+class _KillsItsProcess(_Hangs):
+    name = "exits"
+
+    def solve(self, instances):
+        self.calls += 1
+        if self.calls > 1:
+            import os
+            os._exit(3)
+        return _ToySolver.solve(self, instances)
+
+
+class _Unsendable(_ToySolver):
+    name = "unsendable"
+
+    def solve(self, instances):
+        out = super().solve(instances)
+        return {**out, "extra": lambda: None}  # a decision that cannot cross a process boundary
+
+
+@pytest.mark.parametrize("cls, expected", [(_Hangs, "timeout: exceeded 2 s"), (_KillsItsProcess, "worker died"),
+                                           (_Unsendable, "error: .*[Pp]ickle")])
+def test_conformance_kit_runs_the_solver_as_the_runner_does(cls, expected):
+    """A solver that hangs, ends its process or returns what cannot be sent fails the kit
+    with the runner's status, before (and instead of) hanging or dying in the caller."""
+    import cfbench.testing as kit
+    from cfbench.registry import build_registry as real
+
+    kit.build_registry = lambda: _registry()
+    try:
+        with pytest.raises(AssertionError, match=f"isolated worker .*{expected}"):
+            check_solver(cls, n_instances=2, timeout_s=2.0)
+    finally:
+        kit.build_registry = real
+
+
 def test_comparison_table_gap_ranking_and_speedup():
     rows = _rows([
         # instance 0: best feasible is 10 (ref); 'fast' infeasible there with a higher value
