@@ -55,6 +55,14 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> Path:
     return path
 
 
+def _unpickling_cause(exc: Exception) -> str:
+    """The line of torch's weights-only refusal that names what was refused (e.g. ``Trying to
+    load unsupported GLOBAL posix.system ...``), not its advice around it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "nsupported" in line]
+    return ((named or lines or ["(no message)"])[0])[:200]
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` (no arbitrary code on load)."""
     import torch
@@ -65,9 +73,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         raise CfbenchError(f"refusing to load {str(path)!r}: not plain tensors and data "
-                           f"(weights_only=True): {first[:200]}") from None
+                           f"(weights_only=True): {_unpickling_cause(exc)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CfbenchError(f"{str(path)!r} is not a cfbench checkpoint (format {CHECKPOINT_FORMAT})")
     return checkpoint

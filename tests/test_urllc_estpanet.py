@@ -124,8 +124,9 @@ def test_every_shipped_checkpoint_loads_safely_and_fits_its_scenarios():
 def test_a_checkpoint_with_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": 1, "payload": np.random.default_rng(0)}, path)  # an arbitrary pickled object
-    with pytest.raises(CfbenchError, match="refusing to load"):
+    with pytest.raises(CfbenchError, match="refusing to load") as refused:
         load_checkpoint(path)
+    assert "numpy.random" in str(refused.value) and "GLOBAL" in str(refused.value)  # names what was refused
 
 
 def test_solver_conforms_and_beats_p_max_with_shipped_weights_on_tiny():
