@@ -1,22 +1,26 @@
-"""Runs, tables and PNG plots in the shape of Figs. 2-6 of Khan, Karthik and Agnihotri (``dmimo``).
+"""Runs, tables and PNG plots in the shape of Figs. 2-6, 8 and 9 of Khan, Karthik and Agnihotri (``dmimo``).
 
-    python scripts/dmimo_figures.py --instances 10 --workers 2 [--figs 2,3,4,5,6]
+    python scripts/dmimo_figures.py --instances 10 --workers 2 [--figs 2,3,4,5,6,8,9]
         [--variant corrected|paper|both] [--solvers ao,local-search,full-power]
         [--out results/reference/dmimo/sweeps] [--tables-only]
 
 1. For every point of the chosen figures (the named scenarios of
    :mod:`cfbench.problems.dmimo`: Fig. 2 EE against SE^QoS and M, Fig. 3 against
    SE^QoS and T, Fig. 4 against SE^QoS and p_u, Figs. 5-6 against M and T at
-   SE^QoS = 70 and 100), and for each interference variant, runs
+   SE^QoS = 70 and 100; Figs. 8-9 ``ao`` from each of the five association and
+   power initialisations at M = 40 and 50, and at M = 60, T = 30, each with the
+   variant's default target), and for each interference variant, runs
    ``cfbench run --problem dmimo --scenario S --solvers ... --instances N --seed 0
-   --workers W --out OUT/S``; a folder that already holds a complete run with the
+   --workers W --out OUT/S`` (Figs. 8-9: ``--solvers ao --set ao:association=X``
+   or ``ao:power=X``, folder ``OUT/S-association-X``); a folder that already holds a complete run with the
    same settings is kept, an interrupted one is resumed (``--resume``), so the
    command can be stopped and rerun at will.
 2. Writes ``OUT/figures.md``: per point and solver the mean EE with infeasible
    setups counted as 0 (the paper draws an infeasible point as EE = 0), the mean
    over feasible setups only and the feasible share, side by side, with the
    values the paper's text states beside them; for Figs. 5-6 the EE-maximising M
-   per T. And ``OUT/fig<k>_<variant>.png`` (needs ``pip install -e '.[figures]'``).
+   per T; for Figs. 8-9 the mean final EE per initialisation and the spread of the
+   means. And ``OUT/fig<k>_<variant>.png`` (needs ``pip install -e '.[figures]'``).
 
 The paper's numbers use its printed eq. (8): compare them with ``--variant paper``
 (scenario suffix ``-paper``); the corrected interference is the benchmark's default.
@@ -33,12 +37,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from cfbench.plugins.dmimo_ao import ASSOCIATION_INITS, POWER_INITS
 from cfbench.problems.dmimo import (
     FIG2_APS, FIG2_SE, FIG3_SE, FIG3_UES, FIG4_PU_MW, FIG4_SE, FIG56_APS, FIG56_UES, scenario_name,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGS = ("2", "3", "4", "5", "6")
+FIGS = ("2", "3", "4", "5", "6", "8", "9")
+#: Figs. 8-9: the ``ao`` option each varies, its values, and the (M, T) settings
+INITIALISATION_FIGS = {"8": ("association", ASSOCIATION_INITS, ((40, 30), (50, 30))),
+                       "9": ("power", POWER_INITS, ((60, 30),))}
 VARIANTS = ("corrected", "paper", "both")
 #: what the paper's text states (Section V-A), with eq. (8); "x at SE" pairs per curve
 PAPER_TEXT = {
@@ -50,13 +58,20 @@ PAPER_TEXT = {
           "p_u = 200 mW": "4.1 at 40, 0.09 at 90"},
     "5": {"T = 30": "peak 4.216 at M = 60", "T = 50": "peak 3.949 at M = 90", "T = 70": "peak 3.679 at M = 100"},
     "6": {"T = 30": "peak 3.633 at M = 120", "T = 50": "peak 3.949 at M = 90", "T = 70": "peak 3.679 at M = 100"},
+    "8": {"M = 40": "4.02-4.06 over the five schemes", "M = 50": "4.11-4.17 over the five schemes"},
+    "9": {"(setting not stated)": "4.00-4.03 over the five power initialisations"},
 }
 
 
-def points(fig: str, paper: bool) -> list[tuple[str, str, float, str]]:
-    """(scenario, curve label, x value, x name) of one figure."""
+def points(fig: str, paper: bool) -> list[tuple[str, str, float | str, str]]:
+    """(run folder name, curve label, x value, x name) of one figure; for Figs. 8-9 the folder
+    name is ``<scenario>-<option>-<value>`` (:func:`run_settings` splits it)."""
     out = []
-    if fig == "2":
+    if fig in INITIALISATION_FIGS:
+        option, values, sizes = INITIALISATION_FIGS[fig]
+        for m, t in sizes:
+            out += [(f"{scenario_name(m, t, paper=paper)}-{option}-{v}", f"M = {m}", v, option) for v in values]
+    elif fig == "2":
         for m in FIG2_APS:
             out += [(scenario_name(m, 30, se, paper=paper), f"M = {m}", se, "SE^QoS") for se in FIG2_SE]
     elif fig == "3":
@@ -73,13 +88,23 @@ def points(fig: str, paper: bool) -> list[tuple[str, str, float, str]]:
     return out
 
 
-def ensure_run(out: Path, scenario: str, solvers: str, instances: int, workers: int) -> float:
-    """Run (or resume) one scenario; wall seconds spent (0 when already complete)."""
-    folder = out / scenario
+def run_settings(folder_name: str, solvers: str) -> tuple[str, str, list[str]]:
+    """(scenario, solvers, extra ``cfbench run`` arguments) of a run folder of :func:`points`."""
+    for option in ("association", "power"):
+        scenario, sep, value = folder_name.partition(f"-{option}-")
+        if sep:
+            return scenario, "ao", ["--set", f"ao:{option}={value}"]
+    return folder_name, solvers, []
+
+
+def ensure_run(out: Path, folder_name: str, solvers: str, instances: int, workers: int) -> float:
+    """Run (or resume) one point; wall seconds spent (0 when already complete)."""
+    folder = out / folder_name
     manifest = folder / "manifest.json"
+    scenario, solvers, extra = run_settings(folder_name, solvers)
     command = [sys.executable, "-m", "cfbench.cli", "run", "--problem", "dmimo", "--scenario", scenario,
                "--solvers", solvers, "--instances", str(instances), "--seed", "0", "--workers", str(workers),
-               "--quiet", "--out", str(folder)]
+               "--quiet", "--out", str(folder), *extra]
     if manifest.is_file():
         old = json.loads(manifest.read_text())
         if old.get("complete") and int(old.get("n_instances", 0)) == instances and \
@@ -118,11 +143,21 @@ def plot(table: pd.DataFrame, fig: str, variant: str, path: Path, solver: str) -
     except ImportError:
         print("matplotlib missing (pip install -e '.[figures]'): no PNG written", file=sys.stderr)
         return
-    x_name = "M" if fig in ("5", "6") else "SE^QoS"
     ax = plt.figure(figsize=(5.5, 3.8)).gca()
-    for curve, g in table[table["solver"] == solver].groupby("curve", sort=False):
-        ax.plot(g[x_name], g["EE, infeasible as 0"], marker="o", label=curve)
-    ax.set_xlabel(x_name + (" (APs)" if x_name == "M" else " (bit/s/Hz)"))
+    if fig in INITIALISATION_FIGS:
+        option = INITIALISATION_FIGS[fig][0]
+        curves = list(table.groupby("curve", sort=False))
+        width = 0.8 / len(curves)
+        for j, (curve, g) in enumerate(curves):
+            ax.bar([i + j * width for i in range(len(g))], g["EE, infeasible as 0"], width, label=curve)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(curves[0][1]))], list(curves[0][1][option]), fontsize=8)
+        ax.set_xlabel(f"`ao` {option} initialisation")
+        solver = "ao"
+    else:
+        x_name = "M" if fig in ("5", "6") else "SE^QoS"
+        for curve, g in table[table["solver"] == solver].groupby("curve", sort=False):
+            ax.plot(g[x_name], g["EE, infeasible as 0"], marker="o", label=curve)
+        ax.set_xlabel(x_name + (" (APs)" if x_name == "M" else " (bit/s/Hz)"))
     ax.set_ylabel("EE (Mbit/J), infeasible = 0")
     ax.set_title(f"Fig. {fig} shape, `{solver}`, {variant} interference")
     ax.legend(fontsize=8)
@@ -173,7 +208,11 @@ def main() -> None:
                 best = best.loc[best.groupby("curve", sort=False)["EE, infeasible as 0"].idxmax()]
                 lines += [f"EE-maximising M (`{reference}`, infeasible as 0): " + "; ".join(
                     f"{r.curve}: M = {r.M:g}, {r['EE, infeasible as 0']:.3f}" for _, r in best.iterrows()), ""]
-            lines += ["Paper (text of Section V-A, printed eq. (8)): "
+            if fig in INITIALISATION_FIGS:
+                spread = table.groupby("curve", sort=False)["EE, infeasible as 0"].agg(["min", "max"])
+                lines += ["Range of the mean final EE over the initialisations (infeasible as 0): " + "; ".join(
+                    f"{curve}: {r['min']:.3f}-{r['max']:.3f}" for curve, r in spread.iterrows()), ""]
+            lines += ["Paper (text of Section V, printed eq. (8)): "
                       + "; ".join(f"{k}: {v}" for k, v in PAPER_TEXT[fig].items()), ""]
             plot(table, fig, variant, args.out / f"fig{fig}_{variant}.png", reference)
     lines.append(f"Wall time of the runs made by this command: {spent / 60:.1f} min.")
