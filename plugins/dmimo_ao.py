@@ -140,12 +140,14 @@ from __future__ import annotations
 import math
 import warnings
 
-import cvxpy as cp
 import numpy as np
 
 from cfbench import Instances, Option, Solution, Solver, hookimpl, instance_rng
+from cfbench.lazy import lazy_import
 from cfbench.physics.association import lsf_fraction_association
 from cfbench.problems import dmimo_model as dm
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = math.log(2.0)
 ASSOCIATION_INITS = ("top-aps", "top-ues", "all", "lsf95", "random")      # Schemes 1-5

@@ -62,12 +62,14 @@ import math
 import warnings
 from dataclasses import fields, replace
 
-import cvxpy as cp
 import numpy as np
 
 from cfbench import Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.plugins.mmtc_baselines import HEURISTICS
 from cfbench.problems.mmtc import coefficients, performance
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = math.log(2.0)
 MARGIN = 1e-6

@@ -83,12 +83,14 @@ from __future__ import annotations
 
 import warnings
 
-import cvxpy as cp
 import numpy as np
 
 from cfbench import Instances, Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.plugins.sum_ee_baselines import candidate_sum_ee, equal_power_w, fit_budget, repeat_instance
 from cfbench.problems.sum_ee import received_powers
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = float(np.log(2.0))
 #: line search step sizes s = 1, 1/2, ..., 2^-30, scored in one vectorised call

@@ -118,15 +118,18 @@ from __future__ import annotations
 
 import warnings
 
-import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 
 from cfbench import Instances, Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.physics import fbl
 from cfbench.plugins.urllc_baselines import CandidateScorer, best_common_level
 from cfbench.problems import urllc_reliability as reliability
 from cfbench.problems.urllc import omega_weights
+
+# imported when a solver first builds a problem: listing stays fast
+cp = lazy_import("cvxpy")
+sp = lazy_import("scipy.sparse")
 
 LN2 = float(np.log(2.0))
 LINE_SEARCH_STEPS = 0.5 ** np.arange(13)
