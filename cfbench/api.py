@@ -16,6 +16,7 @@ DL powers are all just different field lists.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -29,6 +30,107 @@ Decision = dict  # dict[str, np.ndarray], first axis = instance
 
 class CfbenchError(Exception):
     """A user-facing error: printed as one line by the CLI, exit status 2."""
+
+
+class OptionError(CfbenchError, ValueError):
+    """An option that is not declared, or a value that its declaration does not accept."""
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError(value)
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError(value)
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip())
+    raise ValueError(value)
+
+
+def _parse_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise ValueError(value)
+
+
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+#: the option types, each with its parser (strings from the command line or Python values)
+#: and the words an error uses for it
+_OPTION_TYPES = {int: (_parse_int, "an int"), float: (_parse_float, "a float"),
+                 bool: (_parse_bool, "a bool (true, false, 1, 0, yes, no)"), str: (_parse_str, "a str")}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a solver reads (``cfbench run --set SOLVER:KEY=VALUE``) or its ``train``
+    reads (``cfbench train --set KEY=VALUE``): name, type (int, float, bool or str),
+    default, a one-line help and, for a str, the values allowed (``choices``).
+
+    A default of ``None`` means "not set" (the solver then decides, e.g. the shipped
+    weights); ``None`` is accepted as a value only for such an option."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in _OPTION_TYPES:
+            raise TypeError(f"option {self.name!r}: type must be int, float, bool or str, got {self.type!r}")
+
+    @property
+    def type_name(self) -> str:
+        return self.type.__name__
+
+    def parse(self, value: Any, owner: str) -> Any:
+        """``value`` as this option's type; :class:`OptionError` naming the option, the
+        value and what is valid otherwise. ``owner`` says whose option it is."""
+        if value is None and self.default is None:
+            return None
+        parse, words = _OPTION_TYPES[self.type]
+        try:
+            typed = parse(value)
+        except (TypeError, ValueError):
+            raise OptionError(f"option {self.name!r} of {owner} must be {words}, got {value!r}") from None
+        if self.choices is not None and typed not in self.choices:
+            raise OptionError(f"option {self.name!r} of {owner} must be one of {', '.join(self.choices)}, "
+                              f"got {value!r}")
+        return typed
+
+
+def parse_options(spec: Sequence[Option], given: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """Every option of ``spec``: the typed value given, else the default. A key that
+    ``spec`` does not declare, or a value its option does not accept, is an
+    :class:`OptionError` naming it and what is valid."""
+    declared = {o.name: o for o in spec}
+    for key in given:
+        if key not in declared:
+            raise OptionError(f"unknown option {key!r} of {owner}; valid: {', '.join(declared) or '(none)'}")
+    return {o.name: o.parse(given[o.name], owner) if o.name in given else o.default for o in spec}
 
 
 @dataclass(frozen=True)
@@ -226,9 +328,25 @@ class Solver:
     #: calls on N instances and reports that time per instance beside the one-at-a-time latency
     #: (whether batching pays depends on the machine: measure it, do not assume it)
     solves_batches: ClassVar[bool] = False
+    #: the options ``solve`` and ``setup`` read from ``self.options`` (``cfbench list --solver NAME``)
+    options_spec: ClassVar[tuple[Option, ...]] = ()
+    #: the options ``train`` reads, for solvers that have one (``cfbench train --set KEY=VALUE``)
+    training_options_spec: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        #: every declared option, typed: the value given, else its default
+        self.options = self.parse_options(options)
+
+    @classmethod
+    def parse_options(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` (``--set`` strings or Python values) checked against ``options_spec``,
+        typed, with every other declared option at its default."""
+        return parse_options(cls.options_spec, given, f"solver {getattr(cls, 'name', cls.__name__)!r}")
+
+    @classmethod
+    def parse_training_options(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` checked against ``training_options_spec``, typed, defaults filled in."""
+        return parse_options(cls.training_options_spec, given, f"{getattr(cls, 'name', cls.__name__)} training")
 
     def setup(self, problem: Problem, scenario: str) -> None:
         """Called once per run before any solve (load weights, build DPP problems)."""

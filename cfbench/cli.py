@@ -1,27 +1,31 @@
 """``cfbench list | run | report | dataset | train``.
 
-Bad input (unknown problem, scenario or solver, a bad number) prints one line
+Bad input (unknown problem, scenario or solver, a bad number, a solver option
+the solver does not declare or a value its declaration refuses) prints one line
 ``cfbench: error: ...`` naming the bad value and the valid choices and exits
-with status 2; no traceback.
+with status 2, before any work starts; no traceback. Output cut short by a
+closed pipe (``cfbench list | head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import signal
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from cfbench import __version__
-from cfbench.api import CfbenchError
+from cfbench.api import CfbenchError, OptionError
 from cfbench.manifest import build_manifest
 from cfbench.registry import build_registry
 from cfbench.executors import EXECUTORS, default_block, make_executor, plan_units
+from cfbench.lazy import lazy_import
 from cfbench.report import (EMPTY_COLUMNS, FORMATS, RESULTS_FILE, comparison_table, format_table, read_results, status_summary,
                             write_results)
+
+pd = lazy_import("pandas")  # imported by the commands that read or write results, not by 'cfbench list'
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,24 +78,88 @@ def _warn(registry) -> None:
         print(f"cfbench: warning: {w}", file=sys.stderr)
 
 
+def _text_table(rows: list[list], headers: list[str]) -> str:
+    """A plain text table (what ``format_table(..., "text")`` prints, without pandas)."""
+    from tabulate import tabulate
+
+    return tabulate([[str(v) for v in row] for row in rows], headers=headers, tablefmt="simple",
+                    disable_numparse=True)
+
+
 def cmd_list(args) -> int:
     reg = build_registry()
     _warn(reg)
+    if args.solver:
+        return _describe_solver(reg, args.solver, args.problem)
     print("Problems")
     rows = []
     for name, prov in sorted(reg.problems.items()):
+        if args.problem and name != args.problem:
+            continue
         prob = prov.cls()
         for scen, params in prob.scenarios.items():
             default = " (default)" if scen == prob.default_scenario else ""
             fields = "; ".join(f"{f.name} {f.shape} {f.unit}".strip() for f in prob.decision_fields(scen))
             rows.append([name, scen + default, fields, getattr(params, "description", ""), prov.distribution])
-    print(format_table(pd.DataFrame(rows, columns=["problem", "scenario", "decision", "description", "plugin"]),
-                       "text"))
+    if args.problem and not rows:
+        reg.problem(args.problem)  # the one-line error naming the valid problems
+    print(_text_table(rows, ["problem", "scenario", "decision", "description", "plugin"]))
     print("\nSolvers")
     rows = [[p.cls.name, p.cls.kind, ", ".join(p.cls.problems), f"{p.plugin} ({p.distribution})", p.cls.description]
-            for p in sorted(reg.solvers, key=lambda p: (tuple(p.cls.problems), p.cls.name))]
-    print(format_table(pd.DataFrame(rows, columns=["solver", "kind", "problems", "plugin", "description"]), "text"))
+            for p in sorted(reg.solvers, key=lambda p: (tuple(p.cls.problems), p.cls.name))
+            if not args.problem or args.problem in p.cls.problems]
+    print(_text_table(rows, ["solver", "kind", "problems", "plugin", "description"]))
+    print("\nOptions of a solver: cfbench list --solver NAME")
     return 0
+
+
+def _option_rows(spec) -> list[list]:
+    return [[o.name, o.type_name + (f" ({', '.join(o.choices)})" if o.choices else ""),
+             "-" if o.default is None else o.default, o.help] for o in spec]
+
+
+def _describe_solver(reg, name: str, problem: str | None) -> int:
+    """``cfbench list --solver NAME``: what the solver is and the options it reads."""
+    matches = [p for p in reg.solvers if p.cls.name == name and (problem is None or problem in p.cls.problems)]
+    if not matches:
+        if problem is not None:
+            reg.solver(problem, name)  # the one-line error naming the problem's solvers
+        raise CfbenchError(f"unknown solver {name!r}; valid: {', '.join(sorted(reg.solver_names()))}")
+    if len(matches) > 1:
+        problems = sorted(q for p in matches for q in p.cls.problems)
+        raise CfbenchError(f"several solvers are called {name!r} (for {', '.join(problems)}); "
+                           f"choose one with --problem")
+    cls, provided = matches[0].cls, matches[0]
+    print(f"{cls.name}: {cls.description}" if cls.description else cls.name)
+    print(f"kind {cls.kind}; problems {', '.join(cls.problems)}; plugin {provided.plugin} ({provided.distribution})")
+    headers = ["option", "type", "default", "help"]
+    if cls.options_spec:
+        print(f"\nOptions (cfbench run --set {cls.name}:KEY=VALUE)")
+        print(_text_table(_option_rows(cls.options_spec), headers))
+    else:
+        print("\nNo options.")
+    if hasattr(cls, "train"):
+        print(f"\nTraining options (cfbench train --solver {cls.name} --set KEY=VALUE)")
+        print(_text_table(_option_rows(cls.training_options_spec), headers) if cls.training_options_spec
+              else "(none declared)")
+    return 0
+
+
+def _solver_options(cls, given: dict) -> tuple[dict, dict]:
+    """``given`` (``--set`` strings) checked against the solver's declared options: the
+    given ones typed, and every option as the solver will use it. The solver is built
+    once with them so that its own checks (ranges, lists of names) fail here too,
+    before any work, as one line."""
+    used = cls.parse_options(given)
+    typed = {key: used[key] for key in given}
+    try:
+        cls(**typed)
+    except OptionError:
+        raise
+    except (CfbenchError, ValueError, TypeError) as exc:
+        raise CfbenchError(f"solver {cls.name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+    return typed, used
 
 
 def _print_table(rows: pd.DataFrame, manifest: dict, fmt: str) -> None:
@@ -139,18 +207,26 @@ def cmd_run(args) -> int:
     if existing and not modes:
         raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
                            "pass --append to add solvers to it, --resume to finish it, or --overwrite")
-    solver_options: dict[str, dict] = {}
+    given: dict[str, dict] = {}
     for name, key, value in args.set or []:
         if name not in solvers:
             raise CfbenchError(f"--set names solver {name!r}, which this run does not include; "
                                f"solvers of this run: {', '.join(solvers)}")
-        solver_options.setdefault(name, {})[key] = value
+        given.setdefault(name, {})[key] = value
+    classes = {s: reg.solver(args.problem, s).cls for s in solvers}
+    solver_options: dict[str, dict] = {}   # the options set, typed
+    options_used: dict[str, dict] = {}     # every declared option, defaults filled in
+    for s in solvers:
+        typed, options_used[s] = _solver_options(classes[s], given.get(s, {}))
+        if typed:
+            solver_options[s] = typed
     executor = make_executor(args.executor, args.workers, args.scheduler)
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
         threads=args.threads, warnings=reg.warnings,
         solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution,
-                     **({"options": solver_options[s]} if s in solver_options else {})}
+                     **({"options": solver_options[s]} if s in solver_options else {}),
+                     "options_used": options_used[s]}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
     manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit, "batch": args.batch}
@@ -158,7 +234,7 @@ def cmd_run(args) -> int:
     if existing and args.append:
         kept, manifest = _appendable(out, manifest, solvers)
     elif existing and args.resume:
-        kept, manifest = _resumable(out, manifest, solvers)
+        kept, manifest = _resumable(out, manifest, solvers, classes)
     done = set(zip(kept["solver"], kept["instance"])) if len(kept) else set()
     missing = {s: [i for i in range(args.instances) if (s, i) not in done] for s in solvers}
     block = args.block or default_block(args.instances, getattr(executor, "workers", 1))
@@ -228,9 +304,11 @@ def _appendable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataF
     return kept, merged
 
 
-def _resumable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataFrame, dict]:
+def _resumable(out: Path, manifest: dict, solvers: list[str], classes: dict[str, type]) -> tuple[pd.DataFrame, dict]:
     """Rows of an interrupted (or finished) run in ``out`` to keep, and its manifest. The
-    run must be the same: problem, scenario, seed, instance count, threads and solver options."""
+    run must be the same: problem, scenario, seed, instance count, threads and solver options
+    (compared as the solver uses them, so ``true`` and ``1`` are the same; ``classes`` maps a
+    solver name to its class)."""
     rows, old = read_results(out)
     for key in ("problem", "scenario", "seed", "n_instances", "threads"):
         if old.get(key) != manifest[key]:
@@ -239,7 +317,7 @@ def _resumable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataFr
     for s in solvers:
         before = old.get("solvers", {}).get(s, {}).get("options", {})
         now = manifest["solvers"][s].get("options", {})
-        if s in old.get("solvers", {}) and before != now:
+        if s in old.get("solvers", {}) and _used(classes[s], before) != _used(classes[s], now):
             raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with options {before!r}, "
                                f"this run gives {now!r}")
     merged = dict(old)
@@ -248,6 +326,14 @@ def _resumable(out: Path, manifest: dict, solvers: list[str]) -> tuple[pd.DataFr
                                                   "created_utc": manifest["created_utc"],
                                                   "execution": manifest["execution"]}]
     return rows, merged
+
+
+def _used(cls, options: dict) -> dict | None:
+    """``options`` as the solver would use them; ``None`` if it no longer accepts them."""
+    try:
+        return cls.parse_options(options)
+    except OptionError:
+        return None
 
 
 def cmd_report(args) -> int:
@@ -264,19 +350,15 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _option(text: str) -> tuple[str, object]:
+def _option(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``; the value stays a string, typed later by the option's declaration."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
     return key, value
 
 
-def _solver_option(text: str) -> tuple[str, str, object]:
+def _solver_option(text: str) -> tuple[str, str, str]:
     name, sep, rest = text.partition(":")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected SOLVER:KEY=VALUE, got {text!r}")
@@ -307,13 +389,15 @@ def cmd_train(args) -> int:
     if not hasattr(provided.cls, "train"):
         raise CfbenchError(f"solver {args.solver!r} is not trainable; trainable for {args.problem!r}: "
                            f"{', '.join(trainable) or '(none)'}")
-    import torch
-
-    torch.set_num_threads(args.threads)
     options = dict(args.set or [])
     for key in ("epochs", "samples", "init"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    used = provided.cls.parse_training_options(options)  # before torch is imported or any work starts
+    options = {key: used[key] for key in options}
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     def report(values: dict) -> None:
         shown = "  ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
@@ -336,8 +420,7 @@ def cmd_dataset(args) -> int:
     provided = reg.solver(args.problem, args.labels)
     if args.seed is None:
         args.seed = dataset.DEFAULT_SEED
-    options = dict(args.set or [])
-    provided.cls(**options)  # options are checked here, before any work
+    options, _ = _solver_options(provided.cls, dict(args.set or []))  # checked here, before any work
     executor = make_executor(args.executor, args.workers, args.scheduler)
     n_shards = -(-args.samples // args.shard_size)
     bar = tqdm(total=len(scenarios) * n_shards * args.shard_size, desc="labelling", unit="sample",
@@ -367,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="problems with their scenarios; solvers with kind, problems and plugin",
                        description="List registered problems (with scenarios) and solvers (with kind, "
-                                   "supported problems and the plugin distribution that provides them).")
+                                   "supported problems and the plugin distribution that provides them); "
+                                   "with --solver, one solver and the options it reads.")
+    p.add_argument("--solver", metavar="NAME", help="describe this solver and its options (with their types, "
+                                                     "defaults and help)")
+    p.add_argument("--problem", help="only this problem (needed with --solver when several problems have a "
+                                     "solver of that name)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="run solvers on seeded instances and print the comparison table",
@@ -387,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--append", action="store_true",
                    help="add (or rerun) these solvers in an existing --out run on the same instances")
     p.add_argument("--set", type=_solver_option, action="append", metavar="SOLVER:KEY=VALUE",
-                   help="a solver option, e.g. het-gnn:weights=FILE (repeatable; recorded in the manifest)")
+                   help="a solver option, e.g. het-gnn:weights=FILE (repeatable; recorded in the manifest; "
+                        "'cfbench list --solver NAME' lists a solver's options)")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted run in --out: solve only the (solver, instance) pairs it lacks")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -456,10 +545,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+        return status
     except CfbenchError as exc:
         print(f"cfbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader stopped reading (``cfbench list | head``): stop quietly, and point stdout
+        # at /dev/null so that the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,9 +38,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolE
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-import pandas as pd
-
 from cfbench.api import CfbenchError
+from cfbench.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: 'cfbench list' does without it
 
 EXECUTORS = ("local", "dask")
 

@@ -18,20 +18,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cfbench.api import CfbenchError
+from cfbench.api import CfbenchError, Option, parse_options
 
 CHECKPOINT_FORMAT = 1
 
 
-def training_options(solver: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated with the options that are set (not None); an unknown key is a
-    one-line error naming it and the valid ones."""
-    cfg = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-    unknown = set(cfg) - set(defaults)
-    if unknown:
-        raise CfbenchError(f"unknown {solver} training option(s) {', '.join(sorted(unknown))}; "
-                           f"valid: {', '.join(defaults)}")
-    return cfg
+def training_options(solver: str, spec: tuple[Option, ...], options: dict[str, Any]) -> dict[str, Any]:
+    """Every training option of ``spec``: the typed value set (not None), else its default.
+    An undeclared key or an ill-typed value is a one-line error naming it and what is valid."""
+    return parse_options(spec, {k: v for k, v in options.items() if v is not None}, f"{solver} training")
 
 
 def seed_everything(seed: int) -> None:

@@ -103,9 +103,20 @@ def build_registry(extra_plugins: Iterable[tuple[str, object]] = ()) -> Registry
     reg = Registry()
     pm = _plugin_manager()
     dist_of: dict[str, str] = {}
-    eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name != "cfbench" if e.dist else True, e.name))
+    # a distribution's name is read from its metadata file on every ``.name``: read it once
+    names: dict[int, str] = {}
+
+    def dist_name(ep) -> str:
+        if ep.dist is None:
+            return "?"
+        if id(ep.dist) not in names:
+            names[id(ep.dist)] = ep.dist.name
+        return names[id(ep.dist)]
+
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    eps = sorted(found, key=lambda e: (dist_name(e) != "cfbench", e.name))
     for ep in eps:
-        dist = ep.dist.name if ep.dist else "?"
+        dist = dist_name(ep)
         if pm.has_plugin(ep.name):
             reg.warnings.append(f"plugin {ep.name!r} from {dist} ignored: a plugin of that name is already loaded")
             continue

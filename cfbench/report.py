@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tabulate import tabulate
 
 from cfbench.api import CfbenchError
+from cfbench.lazy import lazy_import
+
+pd = lazy_import("pandas")  # imported on first use: 'cfbench list' does without it
 
 RESULTS_FILE = "results.parquet"
 MANIFEST_FILE = "manifest.json"

@@ -140,12 +140,14 @@ from __future__ import annotations
 import math
 import warnings
 
-import cvxpy as cp
 import numpy as np
 
-from cfbench import Instances, Solution, Solver, hookimpl, instance_rng
+from cfbench import Instances, Option, Solution, Solver, hookimpl, instance_rng
+from cfbench.lazy import lazy_import
 from cfbench.physics.association import lsf_fraction_association
 from cfbench.problems import dmimo_model as dm
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = math.log(2.0)
 ASSOCIATION_INITS = ("top-aps", "top-ues", "all", "lsf95", "random")      # Schemes 1-5
@@ -686,10 +688,22 @@ class AlternatingOptimisation(Solver):
     problems = ("dmimo",)
     description = ("Algorithm 1: quadratic transforms (15)-(17), (20)-(21), alternating (23)/(24) "
                    "over eta and relaxed d (cvxpy/Clarabel), rounding with QoS repair, final power step")
+    options_spec = (
+        Option("association", str, DEFAULTS["association"],
+               f"initial association: {', '.join(ASSOCIATION_INITS)} (or scheme1 ... scheme5)"),
+        Option("power", str, DEFAULTS["power"], "initial power", choices=POWER_INITS),
+        Option("tol", float, DEFAULTS["tol"], "phase-2 stop when the stopping value changes by at most tol (relative)"),
+        Option("max_iter", int, DEFAULTS["max_iter"], "alternating iterations at most"),
+        Option("top_k", int, DEFAULTS["top_k"], "k of the top-aps, top-ues and random initial associations"),
+        Option("rounding", str, DEFAULTS["rounding"], "rounding of the relaxed association", choices=ROUNDING_RULES),
+        Option("round_threshold", float, DEFAULTS["round_threshold"], "threshold of the threshold rounding, in (0, 1]"),
+        Option("qos_weight", float, DEFAULTS["qos_weight"], "weight of the QoS term in the merit"),
+        Option("candidates", int, DEFAULTS["candidates"], "strongest APs per UE the association step (24) may add (0: all APs)"),
+    )
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        self.config = parse_options(options)
+        self.config = parse_options(self.options)
         self.subproblems = Subproblems()
         self.details: list[dict] = []
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfbench import Instances, Solution, Solver, hookimpl
+from cfbench import Instances, Option, Solution, Solver, hookimpl
 from cfbench.physics.association import lsf_fraction_association
 from cfbench.plugins.dmimo_ao import (
     ASSOCIATION_INITS,
@@ -93,10 +93,19 @@ class GreedyLocalSearch(Solver):
     kind = "reference"
     problems = ("dmimo",)
     description = "greedy add/remove/swap association search with a QT power step, from ao and the 95 % rule"
+    options_spec = (
+        Option("starts", str, DEFAULTS["starts"], f"comma-separated starting points: {', '.join(START_KINDS)}"),
+        Option("ao_schemes", str, DEFAULTS["ao_schemes"],
+               f"comma-separated initial associations of the ao starts: {', '.join(ASSOCIATION_INITS)}"),
+        Option("max_moves", int, DEFAULTS["max_moves"], "improving moves at most per start"),
+        Option("top_k", int, DEFAULTS["top_k"], "strongest APs per UE considered by swap moves"),
+        Option("power_solves", int, DEFAULTS["power_solves"], "power subproblem solves per power step at most"),
+        Option("qos_weight", float, DEFAULTS["qos_weight"], "weight of the QoS term in the merit"),
+    )
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        cfg = parse_options(options, DEFAULTS)
+        cfg = parse_options(self.options, DEFAULTS)
         self.starts = _names(cfg["starts"], START_KINDS, "start")
         self.ao_schemes = _names(cfg["ao_schemes"], ASSOCIATION_INITS, "ao association scheme")
         for key in ("max_moves", "top_k", "power_solves"):

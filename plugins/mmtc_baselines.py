@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfbench import Solver, hookimpl
+from cfbench import Option, Solver, hookimpl
 
 
 def served_gain(gain: np.ndarray, serving: np.ndarray) -> np.ndarray:
@@ -49,10 +49,11 @@ class FractionalPowerControl(Solver):
     kind = "baseline"
     problems = ("mmtc",)
     description = "fractional power control per service (upsilon = 0.5)"
+    options_spec = (Option("upsilon", float, 0.5, "exponent of the fractional rule p_k ~ g_k^-upsilon"),)
 
     def solve(self, instances):
         p = instances.params
-        upsilon = float(self.options.get("upsilon", 0.5))
+        upsilon = self.options["upsilon"]
         gu = served_gain(instances.user_gain, instances.user_serving)
         gd = served_gain(instances.device_gain, instances.device_serving)
         return {
@@ -76,10 +77,11 @@ class GeneralisedFractionalPowerControl(Solver):
     kind = "baseline"
     problems = ("mmtc",)
     description = "generalised fractional power control, joint normaliser (kappa = -0.5)"
+    options_spec = (Option("kappa", float, -0.5, "exponent in [-1, 1] of the served LSF sum (< 0 resembles max-min)"),)
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.kappa = float(options.get("kappa", -0.5))
+        self.kappa = self.options["kappa"]
         if not -1.0 <= self.kappa <= 1.0:
             raise ValueError(f"kappa must be in [-1, 1], got {self.kappa}")
 

@@ -69,7 +69,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from cfbench import Solution, Solver, hookimpl
+from cfbench import Option, Solution, Solver, hookimpl
 from cfbench.plugins.mmtc_opc import rate_threshold_sinr
 from cfbench.problems.mmtc import coefficients, device_spectral_rate, performance
 
@@ -251,13 +251,17 @@ class FixedPointMaxMin(Solver):
     problems = ("mmtc",)
     description = "max-min EE of (21) by bisection on the level with a monotone power fixed point (numpy, batch)"
     solves_batches = True
+    options_spec = (
+        Option("rel_gap", float, 1e-4, "bisection stops when the level bracket [lo, hi] has hi - lo <= rel_gap hi"),
+        Option("max_iterations", int, 20000, "fixed-point steps one level may take before it is left undecided"),
+    )
 
     def solve(self, instances):
         params = instances.params
         c = coefficients(instances)
-        level_budget = int(self.options.get("max_iterations", 20000))
+        level_budget = self.options["max_iterations"]
         test = LevelTest(params, c)
-        rel_gap = float(self.options.get("rel_gap", 1e-4))
+        rel_gap = self.options["rel_gap"]
         n = len(instances)
         everyone = np.ones(n, dtype=bool)
         zeros = (np.zeros((n, params.n_users)), np.zeros((n, params.n_devices)))

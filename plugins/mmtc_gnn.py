@@ -71,7 +71,7 @@ from typing import Callable
 
 import numpy as np
 
-from cfbench import Instances, Solver, hookimpl
+from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
 from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
 
@@ -88,23 +88,24 @@ EDGE_TYPES = {
 }
 CONSTRAINTS = ("c4", "c3-c5")
 
-DEFAULTS = {
-    "data": "data/mmtc-gnn",   # cfbench dataset folder (one subfolder per scenario)
-    "samples": None,           # per scenario (None: every labelled sample of the folder)
-    "epochs": 100,
-    "batch_size": 32,
-    "lr": 1e-4,
-    "lr_final": None,          # None: constant lr (the paper); else cosine decay from lr to lr_final over the epochs
-    "weight_decay": 1e-4,
-    "alpha": 0.5,              # weight of the log-power MSE in (42)
-    "beta": 1.0,               # augmented Lagrangian on (1) or off (0), (43)
-    "rho": 10.0,               # penalty of (44); not in the paper (rho = 1 left C4 violated in ~10 % of drops)
-    "constraints": "c4",       # "c4" (the paper's v) or "c3-c5"
-    "validation_fraction": 0.1,
-    "test_fraction": 0.1,
-    "patience": 0,             # stop after this many epochs without a better validation loss (0: never)
-    "init": None,              # checkpoint to start from
-}
+TRAINING_OPTIONS = (
+    Option("data", str, "data/mmtc-gnn", "cfbench dataset folder (one subfolder per scenario)"),
+    Option("samples", int, None, "labelled samples per scenario (default: all of the folder)"),
+    Option("epochs", int, 100, "training epochs"),
+    Option("batch_size", int, 32, "drops per step"),
+    Option("lr", float, 1e-4, "AdamW learning rate"),
+    Option("lr_final", float, None, "cosine decay from lr to lr_final over the epochs (default: constant lr, the paper)"),
+    Option("weight_decay", float, 1e-4, "AdamW weight decay"),
+    Option("alpha", float, 0.5, "weight of the log-power MSE in (42)"),
+    Option("beta", float, 1.0, "augmented Lagrangian on (1) or off (0), (43)"),
+    Option("rho", float, 10.0, "penalty of (44); not in the paper (rho = 1 left C4 violated in ~10 % of drops)"),
+    Option("constraints", str, "c4", "constraint term: c4 (the paper's v) or c3-c5"),
+    Option("validation_fraction", float, 0.1, "share of each scenario's samples held out for validation"),
+    Option("test_fraction", float, 0.1, "share of each scenario's samples held out for testing"),
+    Option("patience", int, 0, "stop after this many epochs without a better validation loss (0: never)"),
+    Option("init", str, None, "checkpoint to start from (fine-tuning)"),
+)
+DEFAULTS = {o.name: o.default for o in TRAINING_OPTIONS}
 
 
 def _torch():
@@ -236,10 +237,12 @@ class HeterogeneousGnn(Solver):
     problems = ("mmtc",)
     description = "line-graph heterogeneous attention GNN trained on OPC labels with an augmented Lagrangian (Sec. VI)"
     solves_batches = True
+    options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped het-gnn-mmtc.pt)"),)
+    training_options_spec = TRAINING_OPTIONS
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
-        path = Path(self.options.get("weights") or WEIGHTS_DIR / SHIPPED_WEIGHTS)
+        path = Path(self.options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS)
         self.checkpoint = load_checkpoint(path)
         self.network = network_from_checkpoint(self.checkpoint)
         self.network.eval()
@@ -332,7 +335,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     torch = _torch()
     from cfbench import dataset as ds
 
-    cfg = training_options("het-gnn", DEFAULTS, options)
+    cfg = training_options("het-gnn", TRAINING_OPTIONS, options)
     if cfg["constraints"] not in CONSTRAINTS:
         raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {cfg['constraints']!r}")
     seed_everything(seed)

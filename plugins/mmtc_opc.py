@@ -62,12 +62,14 @@ import math
 import warnings
 from dataclasses import fields, replace
 
-import cvxpy as cp
 import numpy as np
 
-from cfbench import Solution, Solver, hookimpl
+from cfbench import Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.plugins.mmtc_baselines import HEURISTICS
 from cfbench.problems.mmtc import coefficients, performance
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = math.log(2.0)
 MARGIN = 1e-6
@@ -248,22 +250,34 @@ class SequentialFractionalProgramming(Solver):
     kind = "iterative"
     problems = ("mmtc",)
     description = "OPC: sequential FP with surrogates (27)-(28), (33) around generalised Dinkelbach (cvxpy/Clarabel)"
+    options_spec = (
+        Option("max_outer", int, 300, "sequential FP (outer) iterations at most"),
+        Option("max_inner", int, 30, "Dinkelbach (inner) iterations per outer one at most"),
+        Option("outer_tol", float, 1e-8, "theta_0: outer stop on the relative squared step"),
+        Option("inner_tol", float, 1e-7, "F_0: inner stop on the Dinkelbach value, Mbit/J"),
+        Option("trust_region", float, 10.0, "a step changes each power by at most this factor"),
+        Option("extrapolate", bool, True, "monotone geometric extrapolation of each step"),
+        Option("multistart", bool, False, "run from every feasible start and keep the best (false: the best start)"),
+        Option("starts", str, ",".join(DEFAULT_STARTS), f"comma-separated start points: {', '.join(START_POINTS)}"),
+    )
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.starts = tuple(self.options["starts"].split(","))
+        unknown = sorted(set(self.starts) - set(START_POINTS))
+        if unknown:
+            raise ValueError(f"unknown OPC start {unknown[0]!r}; valid: {', '.join(START_POINTS)}")
 
     def setup(self, problem, scenario):
         super().setup(problem, scenario)
         params = problem.scenario_params(scenario)
-        self.max_outer = int(self.options.get("max_outer", 300))
-        self.max_inner = int(self.options.get("max_inner", 30))
-        self.outer_tol = float(self.options.get("outer_tol", 1e-8))
-        self.inner_tol = float(self.options.get("inner_tol", 1e-7))
-        self.trust_region = float(self.options.get("trust_region", 10.0))
-        self.extrapolate = bool(self.options.get("extrapolate", True))
-        self.multistart = bool(self.options.get("multistart", False))
-        starts = self.options.get("starts", DEFAULT_STARTS)
-        self.starts = tuple(starts.split(",")) if isinstance(starts, str) else tuple(starts)
-        unknown = sorted(set(self.starts) - set(START_POINTS))
-        if unknown:
-            raise ValueError(f"unknown OPC start {unknown[0]!r}; valid: {', '.join(START_POINTS)}")
+        self.max_outer = self.options["max_outer"]
+        self.max_inner = self.options["max_inner"]
+        self.outer_tol = self.options["outer_tol"]
+        self.inner_tol = self.options["inner_tol"]
+        self.trust_region = self.options["trust_region"]
+        self.extrapolate = self.options["extrapolate"]
+        self.multistart = self.options["multistart"]
         self.step = DinkelbachStep(params.n_users, params.n_devices, params.fbl_penalty > 0)
         T = params.n_users + params.n_devices
         self.z0 = cp.Variable(T, name="power_over_budget")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfbench import Instances, Solution, Solver, hookimpl, instance_rng
+from cfbench import Instances, Option, Solution, Solver, hookimpl, instance_rng
 from cfbench.plugins.sum_ee_baselines import (
     best_level_w,
     equal_power_w,
@@ -128,14 +128,21 @@ class MultiStartProjectedGradient(Solver):
     kind = "reference"
     problems = ("sum-ee",)
     description = "multi-start projected gradient ascent on J (best known value for the gap column)"
+    options_spec = (
+        Option("max_iter", int, 1000, "gradient steps per start at most"),
+        Option("n_random", int, 64, "random starts besides the deterministic ones"),
+        Option("tol", float, 1e-8, "a start stops when its objective gains at most tol |J| between checks"),
+        Option("prune_after", int, 60, "iteration at which starts far behind the leader are dropped"),
+        Option("prune_ratio", float, 0.9, "starts below prune_ratio x the best objective are dropped then"),
+    )
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
-        self.max_iter = int(self.options.get("max_iter", 1000))
-        self.n_random = int(self.options.get("n_random", 64))
-        self.tol = float(self.options.get("tol", 1e-8))
-        self.prune_after = int(self.options.get("prune_after", 60))
-        self.prune_ratio = float(self.options.get("prune_ratio", 0.9))
+        self.max_iter = self.options["max_iter"]
+        self.n_random = self.options["n_random"]
+        self.tol = self.options["tol"]
+        self.prune_after = self.options["prune_after"]
+        self.prune_ratio = self.options["prune_ratio"]
 
     def starts_w(self, instances: Instances, i: int) -> np.ndarray:
         """Initial power matrices (S, K, L) for instance ``i``."""

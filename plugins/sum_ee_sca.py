@@ -83,12 +83,14 @@ from __future__ import annotations
 
 import warnings
 
-import cvxpy as cp
 import numpy as np
 
-from cfbench import Instances, Solution, Solver, hookimpl
+from cfbench import Instances, Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.plugins.sum_ee_baselines import candidate_sum_ee, equal_power_w, fit_budget, repeat_instance
 from cfbench.problems.sum_ee import received_powers
+
+cp = lazy_import("cvxpy")  # imported when a solver first builds a problem: listing stays fast
 
 LN2 = float(np.log(2.0))
 #: line search step sizes s = 1, 1/2, ..., 2^-30, scored in one vectorised call
@@ -215,11 +217,15 @@ class SCADinkelbach(Solver):
     kind = "iterative"
     problems = ("sum-ee",)
     description = "SCA with Dinkelbach's transform and a line search on J (centralized, cvxpy/Clarabel)"
+    options_spec = (
+        Option("max_iter", int, DEFAULT_MAX_ITER, "SCA iterations at most"),
+        Option("tol", float, DEFAULT_TOL, "stop when an iteration raises the sum EE by at most tol |EE|"),
+    )
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
-        self.max_iter = int(self.options.get("max_iter", DEFAULT_MAX_ITER))
-        self.tol = float(self.options.get("tol", DEFAULT_TOL))
+        self.max_iter = self.options["max_iter"]
+        self.tol = self.options["tol"]
         self.stop_reasons: list[str] = []
         params = problem.scenario_params(scenario)
         self._subproblems = {(params.n_ues, params.n_aps): DinkelbachSubproblem(params.n_ues, params.n_aps)}

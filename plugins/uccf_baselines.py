@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfbench import Instances, Solver, hookimpl
+from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
 from cfbench.problems import uccf_model as um
 
@@ -127,13 +127,16 @@ class StrongestQMaxMin(_MaxMin):
     name = "strongest-q-maxmin"
     description = ("each UE served by its q strongest APs (option q, default 4), pruned to tau_p UEs per AP "
                    "(prune=False: unpruned), closed-form max-min power")
+    options_spec = (
+        Option("q", int, 4, "APs serving each UE: its q strongest"),
+        Option("prune", bool, True, "prune the clusters to tau_p UEs per AP (false: unpruned)"),
+    )
 
-    def __init__(self, q: int = 4, prune: bool = True, **options) -> None:
-        super().__init__(q=q, prune=prune, **options)
-        if int(q) < 1:
-            raise CfbenchError(f"strongest-q-maxmin: q must be >= 1, got {q}")
-        self.q = int(q)
-        self.prune = prune if isinstance(prune, bool) else str(prune).lower() in ("1", "true", "yes")
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.q, self.prune = self.options["q"], self.options["prune"]
+        if self.q < 1:
+            raise CfbenchError(f"strongest-q-maxmin: q must be >= 1, got {self.q}")
 
     def clusters(self, instances):
         return strongest_q_clusters(instances.beta, self.q, instances.params.tau_p, self.prune)

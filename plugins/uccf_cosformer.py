@@ -97,7 +97,7 @@ from typing import Callable
 
 import numpy as np
 
-from cfbench import Instances, Solver, hookimpl, instance_rng
+from cfbench import Instances, Option, Solver, hookimpl, instance_rng
 from cfbench.api import CfbenchError
 from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
 from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap
@@ -114,25 +114,26 @@ N_LINK_FEATURES = 4
 #: temperature (bit/s/Hz) of the soft minimum in the clustering term of the loss
 SOFTMIN_TEMPERATURE = 0.02
 
-DEFAULTS = {
-    "attention": "elu",
-    "samples": 1024,            # training instances per scenario (plus validation)
-    "validation": 64,           # held-out instances per scenario
-    "epochs": 30,
-    "batch_size": 32,           # [CHOSEN]
-    "lr": 1e-3,                 # AdamW [CHOSEN]
-    "weight_decay": 1e-4,
-    "d_model": 64,              # [CHOSEN]
-    "heads": 4,                 # [CHOSEN]
-    "layers": 2,                # [CHOSEN]
-    "threshold": 0.0,           # clustering threshold delta [CHOSEN; lost]: 0 keeps tau_p UEs at every AP
-    "cluster_loss": "perron",   # F_cluster: "perron" (max-min SE of the clusters) or "softmin"
-    "cluster_weight": 0.0,      # w; 0: the cluster scores keep their prior (docstring: "Status")
-    "fairness_weight": 1.0,     # lambda of (30) [CHOSEN]
-    "position_noise_m": 5.0,    # std of eq. (28) [CHOSEN]
-    "grad_clip": 1.0,
-    "init": None,
-}
+TRAINING_OPTIONS = (
+    Option("attention", str, "elu", "attention of the encoder", choices=ATTENTIONS),
+    Option("samples", int, 1024, "training instances per scenario (plus validation)"),
+    Option("validation", int, 64, "held-out instances per scenario"),
+    Option("epochs", int, 30, "training epochs"),
+    Option("batch_size", int, 32, "instances per step [CHOSEN]"),
+    Option("lr", float, 1e-3, "AdamW learning rate [CHOSEN]"),
+    Option("weight_decay", float, 1e-4, "AdamW weight decay"),
+    Option("d_model", int, 64, "encoder width [CHOSEN]"),
+    Option("heads", int, 4, "attention heads [CHOSEN]"),
+    Option("layers", int, 2, "encoder layers [CHOSEN]"),
+    Option("threshold", float, 0.0, "clustering threshold delta [CHOSEN; lost]: 0 keeps tau_p UEs at every AP"),
+    Option("cluster_loss", str, "perron", "F_cluster: perron (max-min SE of the clusters) or softmin"),
+    Option("cluster_weight", float, 0.0, "w; 0: the cluster scores keep their prior (docstring: Status)"),
+    Option("fairness_weight", float, 1.0, "lambda of (30) [CHOSEN]"),
+    Option("position_noise_m", float, 5.0, "std of the position noise of eq. (28), metres [CHOSEN]"),
+    Option("grad_clip", float, 1.0, "max gradient norm per step"),
+    Option("init", str, None, "checkpoint to start from (fine-tuning)"),
+)
+DEFAULTS = {o.name: o.default for o in TRAINING_OPTIONS}
 
 
 def _torch():
@@ -352,13 +353,21 @@ class EluCosFormer(Solver):
     solves_batches = True
     description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions -> clusters (top-tau_p per AP, threshold) "
                    "and UL/DL powers")
+    options_spec = (
+        Option("weights", str, None, "checkpoint file (default: the shipped one of the attention)"),
+        Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",
+               choices=ATTENTIONS),
+        Option("threshold", float, None, "clustering threshold delta (default: the checkpoint's)"),
+        Option("position_noise_m", float, 0.0, "std of the noise added to the UE positions at test time, metres"),
+    )
+    training_options_spec = TRAINING_OPTIONS
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
         torch = _torch()
-        path = self.options.get("weights")
+        path = self.options["weights"]
         if path is None:
-            attention = self.options.get("attention", "elu")
+            attention = self.options["attention"]
             if attention not in SHIPPED_WEIGHTS:
                 raise CfbenchError(f"no shipped uccf weights for attention {attention!r} (shipped: "
                                    f"{', '.join(SHIPPED_WEIGHTS)}); train with 'cfbench train --solver elu-cosformer "
@@ -367,8 +376,9 @@ class EluCosFormer(Solver):
             path = WEIGHTS_DIR / SHIPPED_WEIGHTS[attention]
         self.checkpoint = load_checkpoint(Path(path))
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
-        self.threshold = float(self.options.get("threshold", self.checkpoint["model"]["threshold"]))
-        self.noise_m = float(self.options.get("position_noise_m", 0.0))
+        threshold = self.options["threshold"]
+        self.threshold = float(self.checkpoint["model"]["threshold"] if threshold is None else threshold)
+        self.noise_m = self.options["position_noise_m"]
         self._torch = torch
 
     def predict(self, instances: Instances):
@@ -431,7 +441,7 @@ def _noisy(instances: Instances, sigma_m: float, rng: np.random.Generator) -> np
 def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
           report: Callable[[dict], None] | None = None, **options) -> Path:
     torch = _torch()
-    cfg = training_options("elu-cosformer", DEFAULTS, options)
+    cfg = training_options("elu-cosformer", TRAINING_OPTIONS, options)
     params = [problem.scenario_params(s) for s in scenarios]
     if len({(p.n_aps, p.combiner) for p in params}) != 1 or params[0].combiner != "mr":
         raise CfbenchError(f"train on mr scenarios with one L; got {', '.join(scenarios)}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfbench import Instances, Solver, hookimpl, instance_rng
+from cfbench import Instances, Option, Solver, hookimpl, instance_rng
 from cfbench.problems.urllc import EPS_TOLERANCE_DECADES, SinrCoefficients, tradeoff_terms
 
 #: ``instance_rng`` stream of the ``random`` baseline
@@ -136,10 +136,12 @@ class BestUniformPower(Solver):
     kind = "baseline"
     problems = ("urllc",)
     description = "best common power level per instance (fewest eps_QoS violations, then max Omega; 1-D search)"
+    options_spec = (Option("reliability_first", bool, True,
+                           "rank levels by eps_QoS violations first, then Omega (false: Omega only)"),)
 
     def solve(self, instances: Instances):
         p = instances.params
-        reliability_first = bool(self.options.get("reliability_first", True))
+        reliability_first = self.options["reliability_first"]
         power_w = np.empty((len(instances), p.n_terminals))
         for i in range(len(instances)):
             level_w, _ = best_common_level(CandidateScorer(instances, i), reliability_first=reliability_first)

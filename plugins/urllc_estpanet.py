@@ -61,7 +61,7 @@ from typing import Callable
 
 import numpy as np
 
-from cfbench import Instances, Solver, hookimpl
+from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
 from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
 
@@ -78,20 +78,21 @@ TRAIN_SEED_OFFSET = 50_000_000
 #: initial output power as a fraction of (p_max - p_min) (module docstring)
 INITIAL_POWER_FRACTION = 0.02
 
-DEFAULTS = {
-    "epochs": 200,
-    "samples": 1500,          # per scenario, split 9:1 (Section IV-B)
-    "validation_fraction": 0.1,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "violation_weight": 5.0,  # gamma_1 of eq. (19)
-    "omega_weight": 1.0,      # gamma_2
-    "d_cnn": 128,
-    "transformer_layers": 2,
-    "grad_clip": 1.0,         # max gradient norm per step (0: off); see the module docstring
-    "patience": 0,            # stop after this many epochs without a better validation loss (0: never)
-    "init": None,             # checkpoint to start from (fine-tuning, e.g. one alpha from the K-sweep model)
-}
+TRAINING_OPTIONS = (
+    Option("epochs", int, 200, "training epochs"),
+    Option("samples", int, 1500, "instances per scenario, split 9:1 (Section IV-B)"),
+    Option("validation_fraction", float, 0.1, "share of the samples held out for validation"),
+    Option("batch_size", int, 8, "instances per step"),
+    Option("lr", float, 1e-3, "Adam learning rate"),
+    Option("violation_weight", float, 5.0, "gamma_1 of eq. (19)"),
+    Option("omega_weight", float, 1.0, "gamma_2 of eq. (19)"),
+    Option("d_cnn", int, 128, "CNN width"),
+    Option("transformer_layers", int, 2, "Transformer layers"),
+    Option("grad_clip", float, 1.0, "max gradient norm per step (0: off); see the module docstring"),
+    Option("patience", int, 0, "stop after this many epochs without a better validation loss (0: never)"),
+    Option("init", str, None, "checkpoint to start from (fine-tuning, e.g. one alpha from the K-sweep model)"),
+)
+DEFAULTS = {o.name: o.default for o in TRAINING_OPTIONS}
 
 
 def _torch():
@@ -168,11 +169,13 @@ class EstpaNet(Solver):
     problems = ("urllc",)
     description = "U-ESTPANet: dual-stream CNN + attention pooling + Transformer, unsupervised (Yan et al., Sec. III)"
     solves_batches = True
+    options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped one of the scenario)"),)
+    training_options_spec = TRAINING_OPTIONS
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
         torch = _torch()
-        path = self.options.get("weights")
+        path = self.options["weights"]
         if path is None:
             if scenario not in SHIPPED_WEIGHTS:
                 raise CfbenchError(
@@ -260,7 +263,7 @@ def _batches(data: dict, index, batch_size: int):
 def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
           report: Callable[[dict], None] | None = None, **options) -> Path:
     torch = _torch()
-    cfg = training_options("estpanet", DEFAULTS, options)
+    cfg = training_options("estpanet", TRAINING_OPTIONS, options)
     params = [problem.scenario_params(s) for s in scenarios]
     shapes = {(p.n_aps, p.n_antennas, p.p_min_w, p.p_max_w) for p in params}
     if len(shapes) != 1:

@@ -118,15 +118,18 @@ from __future__ import annotations
 
 import warnings
 
-import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 
-from cfbench import Instances, Solution, Solver, hookimpl
+from cfbench import Instances, Option, Solution, Solver, hookimpl
+from cfbench.lazy import lazy_import
 from cfbench.physics import fbl
 from cfbench.plugins.urllc_baselines import CandidateScorer, best_common_level
 from cfbench.problems import urllc_reliability as reliability
 from cfbench.problems.urllc import omega_weights
+
+# imported when a solver first builds a problem: listing stays fast
+cp = lazy_import("cvxpy")
+sp = lazy_import("scipy.sparse")
 
 LN2 = float(np.log(2.0))
 LINE_SEARCH_STEPS = 0.5 ** np.arange(13)
@@ -366,11 +369,15 @@ class SCA(Solver):
     kind = "iterative"
     problems = ("urllc",)
     description = "SCA on log powers: exact GP reliability constraints, concave surrogate of Omega, line search (cvxpy/Clarabel)"
+    options_spec = (
+        Option("max_iter", int, 20, "SCA iterations at most"),
+        Option("tol", float, 0.0, "stop when an iteration raises Omega by less than tol |Omega| (0: run max_iter)"),
+    )
 
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
-        self.max_iter = int(self.options.get("max_iter", 20))
-        self.tol = float(self.options.get("tol", 0.0))
+        self.max_iter = self.options["max_iter"]
+        self.tol = self.options["tol"]
         self._subproblems: dict[int, SCASubproblems] = {}
         warm_up = problem.sample(scenario, 1, seed=WARM_UP_SEED)
         self._subproblem(CandidateScorer(warm_up, 0))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfbench import Solver
+from cfbench import Option, Solver
 from cfbench.executors import WorkUnit, default_block, plan_units
 from cfbench.registry import build_registry
 from cfbench.runner import WARMUP_SEED, WarmWorkers, describe_exit, solve_all
@@ -246,10 +246,12 @@ class _RecordsItsProcess(Solver):
     worker solved an instance can be read back from its decision."""
 
     name, kind, problems = "records-process", "baseline", ("sum-ee",)
+    options_spec = (Option("hang_on", int, None, "instance index whose solve hangs"),
+                    Option("x", int, 0, "no effect: another option value, so another worker"))
 
     def solve(self, instances):
         p = instances.params
-        if self.options.get("hang_on") == int(instances.index[0]) and instances.seed != WARMUP_SEED:
+        if self.options["hang_on"] == int(instances.index[0]) and instances.seed != WARMUP_SEED:
             time.sleep(3600)
         return {"power_w": np.full((len(instances), p.n_ues, p.n_aps), os.getpid() * 1e-9)}
 

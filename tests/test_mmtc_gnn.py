@@ -202,7 +202,7 @@ def test_training_lowers_the_loss_and_the_dual_ascent_is_projected(tiny_dataset,
 
 
 def test_training_rejects_unknown_options_and_missing_data(tmp_path):
-    with pytest.raises(CfbenchError, match="unknown het-gnn training option"):
+    with pytest.raises(CfbenchError, match="unknown option 'bogus' of het-gnn training"):
         gnn.train(PROBLEM, ["tiny"], data=str(tmp_path), bogus=1)
     with pytest.raises(CfbenchError, match="constraints must be one of"):
         gnn.train(PROBLEM, ["tiny"], data=str(tmp_path), constraints="c9")

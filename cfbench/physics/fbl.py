@@ -29,7 +29,10 @@ All functions are vectorised over numpy arrays (broadcasting).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+
+from cfbench.lazy import lazy_import
+
+special = lazy_import("scipy.special")  # imported on first use: 'cfbench list' does without it
 
 LOG2_E = 1.0 / np.log(2.0)  # log2(e) = 1 / ln 2
 
