@@ -256,25 +256,34 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     frames: list[pd.DataFrame] = [kept] if len(kept) else []
-    bar = tqdm(total=n_total, initial=n_total - sum(map(len, missing.values())), desc="solving", unit="solve",
-               file=sys.stderr, disable=args.quiet or None)
+    # one bar per solver: solvers differ in cost by orders of magnitude, so one bar over all solves
+    # would sit near its end while the slowest solver still has most of the time to go
+    width = max(map(len, solvers))
+    bars = {s: tqdm(total=args.instances, initial=args.instances - len(missing[s]), desc=s.ljust(width),
+                    unit="solve", position=k, file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
+            for k, s in enumerate(solvers)}
+
+    def close_bars() -> None:
+        for b in bars.values():
+            b.close()
     manifest["complete"] = False
     write_results(out, ordered(frames), manifest)  # the folder is a valid (partial) run from here on
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         for frame in executor.map(units):
             frames.append(frame)
-            bar.update(len(frame))
+            for name, count in frame["solver"].value_counts().items():
+                bars[name].update(int(count))
             write_results(out, ordered(frames), manifest)
     except (KeyboardInterrupt, _Terminated) as exc:
-        bar.close()
+        close_bars()
         n_done = sum(map(len, frames))
         print(f"cfbench: interrupted; {n_done} of {n_total} solves kept in {out}; resume with:\n"
               f"  {_resume_command(sys.argv[1:], out)}", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    bar.close()
+    close_bars()
     rows = ordered(frames)
     # complete: every solver the folder names has a row for every instance (an --append to an
     # unfinished run leaves it unfinished)

@@ -126,3 +126,25 @@ def test_solver_options_reach_the_solver_and_the_manifest(tmp_path):
     chosen = pd.read_parquet(tmp_path / "set" / "results.parquet")
     assert not all(np.array_equal(a, b) for a, b in zip(default["decision_device_power_w"],
                                                          chosen["decision_device_power_w"]))
+
+
+def test_run_shows_one_progress_bar_per_solver(tmp_path, monkeypatch):
+    """Solvers differ in cost by orders of magnitude: each gets its own bar, which ends at its
+    own instance count, instead of one bar over every solve."""
+    import io
+    import sys
+
+    from cfbench.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["run", "--problem", "urllc", "--scenario", "tiny", "--solvers", "p-max,random",
+                 "--instances", "3", "--out", str(tmp_path / "run")]) == 0
+    frames = [part.strip() for part in err.getvalue().replace("\x1b[A", "").split("\r")]
+    for solver in ("p-max", "random"):
+        assert any(f.startswith(solver) and "3/3" in f for f in frames), (solver, frames[-6:])
+    assert not any("/6" in f for f in frames)  # no bar over both solvers' 6 solves
