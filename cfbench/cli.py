@@ -256,6 +256,10 @@ def cmd_report(args) -> int:
         _print_table(rows, manifest, args.format)
     else:
         print(f"{manifest.get('problem')} / {manifest.get('scenario')}: no finished solves yet")
+    if args.html:
+        from cfbench.report_html import write_html
+
+        print(f"html: {write_html(args.html, rows, manifest)}", file=sys.stderr)
     if manifest.get("complete") is False:
         expected = len(manifest.get("solvers", {})) * int(manifest.get("n_instances", 0))
         command = manifest.get("command", "cfbench run ...").split()[1:]
@@ -412,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR", help="folder written by 'cfbench run'")
     p.add_argument("--format", choices=FORMATS[1:] + ("text",), default="text",
                    help="markdown, csv, json or text (default text)")
+    p.add_argument("--html", metavar="FILE", default=None,
+                   help="also write a self-contained HTML page: manifest, table and plots (needs matplotlib)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("dataset", help="label seeded instances with a solver (training data; resumable)",
