@@ -373,7 +373,8 @@ def cmd_dataset(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cfbench", description="Benchmark power control methods for cell-free massive MIMO.")
     parser.add_argument("--version", action="version", version=f"cfbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,compare,dataset,train}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,compare,dataset,train}",
+                                parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("list", help="problems with their scenarios; solvers with kind, problems and plugin",
