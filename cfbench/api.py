@@ -290,6 +290,19 @@ class Problem:
     def evaluate(self, instances: Instances, decision: Decision) -> Score:
         raise NotImplementedError
 
+    def report_plots(self, rows: Any, manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The paper's own plot types for ``cfbench report DIR --html FILE`` (optional).
+
+        ``rows`` is the run's ``results.parquet`` as a DataFrame, solvers in the
+        comparison table's rank order (so ``cfbench.report_html.solver_colors`` of
+        their order gives the colours of the generic plots), ``manifest`` its
+        ``manifest.json``. Return ``(title, figure)`` pairs, each figure a
+        ``matplotlib.figure.Figure`` (import matplotlib inside this method: it is the
+        optional ``report`` extra). The generic plots (objective CDFs, latency,
+        feasibility) are drawn for every problem; the default adds none.
+        """
+        return []
+
     # -- generic validation used by the runner -------------------------------------
     def check_decision(self, instances: Instances, decision: Any, atol: float = 1e-9) -> str | None:
         """Return ``None`` if ``decision`` fits the declared fields, else a reason."""

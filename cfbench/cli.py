@@ -1,4 +1,4 @@
-"""``cfbench list | run | report | dataset | train``.
+"""``cfbench list | run | report | compare | dataset | train``.
 
 Bad input (unknown problem, scenario or solver, a bad number, a solver option
 the solver does not declare or a value its declaration refuses) prints one line
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cfbench import __version__
 from cfbench.api import CfbenchError, OptionError
+from cfbench.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_dirs, fraction, probability
 from cfbench.manifest import build_manifest
 from cfbench.registry import build_registry
 from cfbench.executors import EXECUTORS, default_block, make_executor, plan_units
@@ -351,12 +352,22 @@ def cmd_report(args) -> int:
         _print_table(rows, manifest, args.format)
     else:
         print(f"{manifest.get('problem')} / {manifest.get('scenario')}: no finished solves yet")
+    if args.html:
+        from cfbench.report_html import write_html
+
+        print(f"html: {write_html(args.html, rows, manifest)}", file=sys.stderr)
     if manifest.get("complete") is False:
         expected = len(manifest.get("solvers", {})) * int(manifest.get("n_instances", 0))
         command = manifest.get("command", "cfbench run ...").split()[1:]
         print(f"cfbench: note: incomplete run, {len(rows)} of {expected} solves; finish it with:\n"
               f"  {_resume_command(command, args.dir)}", file=sys.stderr)
     return 0
+
+
+def cmd_compare(args) -> int:
+    text, status = compare_dirs(args.old, args.new, args.threshold, args.alpha, args.format)
+    print(text)
+    return status
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -454,7 +465,8 @@ def cmd_dataset(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cfbench", description="Benchmark power control methods for cell-free massive MIMO.")
     parser.add_argument("--version", action="version", version=f"cfbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,dataset,train}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,report,compare,dataset,train}",
+                                parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("list", help="problems with their scenarios; solvers with kind, problems and plugin",
@@ -510,7 +522,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR", help="folder written by 'cfbench run'")
     p.add_argument("--format", choices=FORMATS[1:] + ("text",), default="text",
                    help="markdown, csv, json or text (default text)")
+    p.add_argument("--html", metavar="FILE", default=None,
+                   help="also write a self-contained HTML page: manifest, table and plots (needs matplotlib)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="per-solver changes between two runs on the same instances; exit 1 on a "
+                                       "regression",
+                       description="Pair the rows of two runs of the same problem, scenario and seed on their "
+                                   "instances and print per solver the change in objective (with a one-sided "
+                                   "Wilcoxon signed-rank test), feasibility and median latency. Exit status 1 "
+                                   "when a solver's objective got worse beyond --threshold with p < --alpha or an "
+                                   "instance became infeasible, 0 otherwise, 2 on bad input.")
+    p.add_argument("old", metavar="DIR1", help="the reference run folder")
+    p.add_argument("new", metavar="DIR2", help="the run folder to check against it")
+    p.add_argument("--threshold", type=fraction, default=DEFAULT_THRESHOLD, metavar="REL",
+                   help=f"relative worsening of a mean objective that counts (default {DEFAULT_THRESHOLD:g} = "
+                        f"{100 * DEFAULT_THRESHOLD:g} %%)")
+    p.add_argument("--alpha", type=probability, default=DEFAULT_ALPHA,
+                   help=f"significance level of the paired test (default {DEFAULT_ALPHA:g})")
+    p.add_argument("--format", choices=FORMATS[1:] + ("text",), default="text",
+                   help="markdown, csv, json or text (default text)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("dataset", help="label seeded instances with a solver (training data; resumable)",
                        description="Draw seeded instances of one or more scenarios, label them with a solver "

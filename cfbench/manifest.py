@@ -59,6 +59,7 @@ def build_manifest(*, problem, scenario: str, solvers: dict, n_instances: int, s
         "scenario": scenario,
         "scenario_parameters": scenario_dict(problem.scenario_params(scenario)),
         "objective_unit": problem.objective_unit,
+        "objective_sense": problem.sense,
         "paper_iterative_solver": problem.paper_iterative_solver,
         "table_metrics": list(problem.table_metrics),
         "n_instances": n_instances,

@@ -518,6 +518,77 @@ class Urllc(Problem):
             },
         )
 
+    def report_plots(self, rows, manifest) -> list:
+        """Per-terminal CDFs for ``cfbench report --html``: SE ``R_k`` and EE ``B R_k / (mu p_k +
+        sigma)``, ground and aerial terminals apart (the per-terminal view behind the group means of
+        Figs. 3-6), and the error probability ``eps_k`` against eps_QoS.
+
+        The rows store group means only, so per-terminal values are recomputed: each instance's
+        large-scale fading is drawn again from ``(scenario, seed, instance)`` (the first draws of
+        :meth:`sample_one`, all the closed form needs) and the stored ``power_w`` goes through
+        :meth:`terms`. The titles give the largest difference between the recomputed and the
+        stored Omega, so a run made with other scenario parameters shows as such."""
+        from matplotlib.figure import Figure
+
+        from cfbench.report_html import ecdf, solver_colors
+
+        ok = rows[(rows["status"] == "ok") & rows["decision_power_w"].notna()]
+        if not len(ok):
+            return []
+        p = self.scenario_params(manifest["scenario"])
+        seed = int(manifest["seed"])
+        index = np.array(sorted(int(i) for i in ok["instance"].unique()))
+        draws = [draw_large_scale(p, np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, int(i)]))))
+                 for i in index]
+        arrays = {k: np.stack([d[k] for d in draws]) for k in ("beta", "rician_factor", "aerial")}
+        instances = Instances(self.name, manifest["scenario"], seed, index, arrays, p)
+        solvers = list(dict.fromkeys(ok["solver"]))
+        colors = solver_colors(list(dict.fromkeys(rows["solver"])))
+        values: dict[str, dict[str, np.ndarray]] = {}
+        worst = 0.0
+        for solver in solvers:
+            g = ok[ok["solver"] == solver]
+            sub = instances[np.searchsorted(index, g["instance"].to_numpy(int))]
+            power = np.stack([np.asarray(v, dtype=float) for v in g["decision_power_w"]])
+            t = self.terms(sub, power)
+            consumed = um.consumed_power_w(power, p.amplifier_inefficiency, p.static_power_w)
+            worst = max(worst, float(np.nanmax(np.abs(t["omega"] - g["objective"].to_numpy(float)), initial=0.0)))
+            values[solver] = {"aerial": np.asarray(sub.aerial, dtype=bool), "se": t["rate"],
+                              "ee": 1e-3 * p.bandwidth_hz * t["rate"] / consumed, "eps": t["eps"]}
+        check = f"recomputed from stored powers; max |Omega - stored| = {worst:.1e}"
+
+        def by_group(key: str, xlabel: str, log: bool, title: str):
+            fig = Figure(figsize=(11, 4.2), layout="constrained")
+            axes = fig.subplots(1, 2, sharex=True, sharey=True)
+            for ax, (group, aerial) in zip(axes, (("ground terminals", False), ("aerial terminals", True))):
+                for solver in solvers:
+                    v = values[solver]
+                    x, level = ecdf(v[key][v["aerial"] == aerial])
+                    if len(x):
+                        ax.step(x, level, where="post", color=colors[solver], label=solver)
+                ax.set(title=group, xlabel=xlabel, xscale="log" if log else "linear")
+                ax.grid(alpha=0.3, which="both")
+            axes[0].set_ylabel("fraction of terminals")
+            axes[0].legend(fontsize="small", loc="upper left")
+            fig.suptitle(check, fontsize="small")
+            return title, fig
+
+        eps_fig = Figure(figsize=(9, 4.2), layout="constrained")
+        ax = eps_fig.subplots()
+        floor = 1e-4 * p.eps_qos  # eps_k reaches 1e-300; four decades below eps_QoS show what matters
+        for solver in solvers:
+            x, level = ecdf(np.clip(values[solver]["eps"].ravel(), floor, 1.0))
+            ax.step(x, level, where="post", color=colors[solver], label=solver)
+        ax.axvline(p.eps_qos, color="black", ls="--", lw=1, label="eps_QoS")
+        ax.set(xscale="log", xlim=(floor / 2, 2.0), ylabel="fraction of terminals",
+               xlabel=f"error probability eps_k (log scale; values below {floor:.0e} drawn at {floor:.0e})",
+               title=f"per-terminal error probability; {check}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small", loc="upper left")
+        return [by_group("se", "R_k (bit/s/Hz)", False, "Per-terminal SE CDF"),
+                by_group("ee", "EE_k (kbit/J, log scale)", True, "Per-terminal EE CDF"),
+                ("Per-terminal error probability CDF", eps_fig)]
+
 
 @hookimpl
 def cfbench_problems():
