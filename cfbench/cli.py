@@ -561,6 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\r``, ``\\x00``):
+    a bad value given on the command line cannot break the error line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 _working = False  # set once a command has checked its input and starts its work
 
 
@@ -578,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows up here, not at exit
         return status
     except CfbenchError as exc:
-        print(f"cfbench: error: {exc}", file=sys.stderr)
+        print(f"cfbench: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader stopped reading (``cfbench list | head``): stop quietly, and point stdout
@@ -590,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         # during the work its traceback, where it is needed (cfbench.validate's docstring)
         if _working or os.environ.get("CFBENCH_TRACEBACK"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = _one_line(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         print(f"cfbench: internal error: {type(exc).__name__}{': ' + message if message else ''} "
               f"(a bug; CFBENCH_TRACEBACK=1 shows where)", file=sys.stderr)
         return 1

@@ -159,11 +159,13 @@ def read_results(out_dir: Path) -> tuple[pd.DataFrame, dict]:
         raise CfbenchError(f"no {RESULTS_FILE} in {str(out_dir)!r}; pass a folder written by 'cfbench run'")
     manifest_path = Path(out_dir) / MANIFEST_FILE
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
-    import pyarrow
+    import pyarrow.parquet
 
     try:
+        # full validation first: pandas decodes strings lazily, so invalid UTF-8 would fail later
+        pyarrow.parquet.read_table(path).validate(full=True)
         rows = pd.read_parquet(path)
-    except (OSError, ValueError, pyarrow.ArrowException) as exc:
+    except Exception as exc:  # damaged bytes fail anywhere in pyarrow and pandas (ArrowInvalid, KeyError, ...)
         cause = re.sub(r"^Could not open Parquet input source '.*?': ", "", _first_line(exc))
         raise CfbenchError(f"{str(path)!r} is not a readable parquet file ({cause})") from None
     missing = [c for c in (ROW_COLUMNS if len(rows) else EMPTY_COLUMNS) if c not in rows.columns]
@@ -198,6 +200,8 @@ def read_manifest(path: Path) -> dict:
             raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: {key!r} is a JSON {_json_type(value)}")
     if any(not isinstance(v, dict) for v in manifest.get("solvers", {}).values()):
         raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'solvers' maps names to non-objects")
+    if any(not isinstance(m, str) for m in manifest.get("table_metrics", [])):
+        raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'table_metrics' holds a non-string")
     if manifest.get("n_instances", 0) < 0:
         raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'n_instances' is negative")
     return manifest
