@@ -349,9 +349,9 @@ class Solver:
         return parse_options(cls.training_options_spec, given, f"{getattr(cls, 'name', cls.__name__)} training")
 
     @classmethod
-    def check_training(cls, problem: Problem, scenarios: Sequence[str], options: Mapping[str, Any]) -> None:
+    def check_training(cls, problem: Problem, scenarios: Sequence[str], cfg: Mapping[str, Any]) -> None:
         """Raise :class:`CfbenchError` (one line naming the value and what is valid) if ``train``
-        cannot train on these training ``options`` (every declared one, typed): e.g. too few
+        cannot train with the training options ``cfg`` (every declared one, typed): e.g. too few
         samples for one training batch and one validation instance. Called by ``cfbench train``
         before any work; trainable solvers override it."""
 

@@ -258,19 +258,19 @@ class HeterogeneousGnn(Solver):
         return {f"{t}_power_w": np.clip(np.exp(logp[t].numpy()), 0.0, b[t]) for t in ("user", "device")}
 
     @classmethod
-    def check_training(cls, problem, scenarios, options) -> None:
+    def check_training(cls, problem, scenarios, cfg) -> None:
         """The constraint term is known; ``samples`` (when given; else the dataset decides) split
         as ``train`` splits it leaves a training and a validation instance."""
-        if options["constraints"] not in CONSTRAINTS:
-            raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {options['constraints']!r}")
-        n = options["samples"]
+        if cfg["constraints"] not in CONSTRAINTS:
+            raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {cfg['constraints']!r}")
+        n = cfg["samples"]
         n_val = n_train = 1
         if n is not None:
-            n_test = int(round(float(options["test_fraction"]) * n))
-            n_val = max(1, int(round(float(options["validation_fraction"]) * n)))
+            n_test = int(round(float(cfg["test_fraction"]) * n))
+            n_val = max(1, int(round(float(cfg["validation_fraction"]) * n)))
             n_train = n - n_val - n_test
         check_training_sizes(cls.name, n_train=n_train, n_validation=n_val,
-                             batch_size=int(options["batch_size"]), epochs=int(options["epochs"]))
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]))
 
     @classmethod
     def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,

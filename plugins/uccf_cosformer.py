@@ -408,10 +408,10 @@ class EluCosFormer(Solver):
                 "dl_power_mw": fit_dl_budget(instances, clusters, rho)}
 
     @classmethod
-    def check_training(cls, problem, scenarios, options) -> None:
+    def check_training(cls, problem, scenarios, cfg) -> None:
         """``samples`` training and ``validation`` held-out instances, at least one of each."""
-        check_training_sizes(cls.name, n_train=int(options["samples"]), n_validation=int(options["validation"]),
-                             batch_size=int(options["batch_size"]), epochs=int(options["epochs"]),
+        check_training_sizes(cls.name, n_train=int(cfg["samples"]), n_validation=int(cfg["validation"]),
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]),
                              validation_flag="validation")
 
     @classmethod

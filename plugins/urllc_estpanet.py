@@ -200,12 +200,12 @@ class EstpaNet(Solver):
         return {"power_w": np.clip(power_from_output(fraction, p.p_min_w, p.p_max_w), p.p_min_w, p.p_max_w)}
 
     @classmethod
-    def check_training(cls, problem, scenarios, options) -> None:
+    def check_training(cls, problem, scenarios, cfg) -> None:
         """``samples`` split as ``train`` splits it: at least one validation and one training instance."""
-        n_total = int(options["samples"])
-        n_val = max(1, int(round(options["validation_fraction"] * n_total)))
+        n_total = int(cfg["samples"])
+        n_val = max(1, int(round(cfg["validation_fraction"] * n_total)))
         check_training_sizes(cls.name, n_train=n_total - n_val, n_validation=n_val,
-                             batch_size=int(options["batch_size"]), epochs=int(options["epochs"]))
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]))
 
     @classmethod
     def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
