@@ -115,8 +115,12 @@ def label_unit(unit: ShardUnit) -> int:
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written shard left behind
+        raise
 
 
 def build(problem: Problem, labels: str, options: dict, scenario: str, n_samples: int, out: Path, *,

@@ -288,3 +288,18 @@ def test_an_unexpected_exception_before_work_is_one_line_exit_1(monkeypatch, cap
     monkeypatch.setenv("CFBENCH_TRACEBACK", "1")
     with pytest.raises(RuntimeError):
         main(["list"])
+
+
+def test_a_failed_shard_write_leaves_no_tmp(tmp_path, monkeypatch):
+    import numpy as np
+
+    from cfbench.dataset import write_shard
+
+    def broken(path, **arrays):
+        open(path, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError):
+        write_shard(tmp_path / "shard-000000.npz", {"index": np.arange(2)})
+    assert list(tmp_path.iterdir()) == []
