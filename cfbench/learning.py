@@ -96,6 +96,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise CfbenchError(f"refusing to load {str(path)!r}: not plain tensors and data "
                            f"(weights_only=True): {_unpickling_cause(exc)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated or not a torch file at all
+        raise CfbenchError(f"cannot read {str(path)!r} as a checkpoint (damaged or not a torch file): "
+                           f"{_unpickling_cause(exc)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CfbenchError(f"{str(path)!r} is not a cfbench checkpoint (format {CHECKPOINT_FORMAT})")
     return checkpoint

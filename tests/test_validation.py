@@ -303,3 +303,15 @@ def test_a_failed_shard_write_leaves_no_tmp(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_shard(tmp_path / "shard-000000.npz", {"index": np.arange(2)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_init_checkpoint_is_one_line(tmp_path, capsys):
+    from cfbench.learning import save_checkpoint
+
+    good = save_checkpoint(tmp_path / "good.pt", {"x": 1})
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:200])
+    line = one_line_error(capsys, ["train", "--solver", "estpanet", "--problem", "urllc", "--scenario", "tiny",
+                                   "--samples", "4", "--epochs", "1", "--threads", "1", "--init", tmp_path / "cut.pt",
+                                   "--out", tmp_path / "w.pt"])
+    assert "cut.pt" in line and "damaged" in line
+    assert not (tmp_path / "w.pt").exists()
