@@ -361,6 +361,13 @@ class Solver:
         """``given`` checked against ``training_options_spec``, typed, defaults filled in."""
         return parse_options(cls.training_options_spec, given, f"{getattr(cls, 'name', cls.__name__)} training")
 
+    @classmethod
+    def check_training(cls, problem: Problem, scenarios: Sequence[str], cfg: Mapping[str, Any]) -> None:
+        """Raise :class:`CfbenchError` (one line naming the value and what is valid) if ``train``
+        cannot train with the training options ``cfg`` (every declared one, typed): e.g. too few
+        samples for one training batch and one validation instance. Called by ``cfbench train``
+        before any work; trainable solvers override it."""
+
     def setup(self, problem: Problem, scenario: str) -> None:
         """Called once per run before any solve (load weights, build DPP problems)."""
         self.problem = problem

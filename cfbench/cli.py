@@ -3,8 +3,12 @@
 Bad input (unknown problem, scenario or solver, a bad number, a solver option
 the solver does not declare or a value its declaration refuses) prints one line
 ``cfbench: error: ...`` naming the bad value and the valid choices and exits
-with status 2, before any work starts; no traceback. Output cut short by a
-closed pipe (``cfbench list | head``) ends quietly.
+with status 2, before any work starts; no traceback. So are output folders and files that
+cannot be written, seeds out of range, counts whose memory estimate exceeds what
+the machine has, training sets too small to train on, and foreign or corrupted
+run folders (the checks live in :mod:`cfbench.validate`, whose docstring lists
+the exit statuses). Output cut short by a closed pipe (``cfbench list | head``)
+ends quietly.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cfbench import __version__
+from cfbench import __version__, validate
 from cfbench.api import CfbenchError, OptionError
 from cfbench.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_dirs, fraction, probability
 from cfbench.manifest import build_manifest
@@ -49,8 +53,9 @@ def _seed(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
+    if not 0 <= value <= validate.SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in 0 .. {validate.SEED_MAX} (2**63 - 1), "
+                                         f"got {text!r}")
     return value
 
 
@@ -204,6 +209,7 @@ def cmd_run(args) -> int:
     modes = [flag for flag in ("append", "overwrite", "resume") if getattr(args, flag)]
     if len(modes) > 1:
         raise CfbenchError(f"--{modes[0]} and --{modes[1]} exclude each other; choose one")
+    validate.output_dir(out)
     existing = (out / RESULTS_FILE).exists()
     if existing and not modes:
         raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
@@ -221,6 +227,7 @@ def cmd_run(args) -> int:
         typed, options_used[s] = _solver_options(classes[s], given.get(s, {}))
         if typed:
             solver_options[s] = typed
+    validate.run_size(args.instances, len(solvers))
     executor = make_executor(args.executor, args.workers, args.scheduler)
     manifest = build_manifest(
         problem=problem, scenario=scenario, n_instances=args.instances, seed=args.seed, timeout_s=args.timeout,
@@ -231,6 +238,7 @@ def cmd_run(args) -> int:
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
     manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit, "batch": args.batch}
+    _begin_work()
     kept = pd.DataFrame()
     if existing and args.append:
         kept, manifest = _appendable(out, manifest, solvers)
@@ -415,6 +423,13 @@ def cmd_train(args) -> int:
             options[key] = getattr(args, key)
     used = provided.cls.parse_training_options(options)  # before torch is imported or any work starts
     options = {key: used[key] for key in options}
+    provided.cls.check_training(problem, scenarios, used)
+    if isinstance(used.get("samples"), int):
+        validate.sample_size(used["samples"] + max(0, used.get("validation") or 0), scenarios, problem,
+                             "--samples")
+    if args.out is not None:
+        validate.output_file(args.out)
+    _begin_work()
     import torch
 
     torch.set_num_threads(args.threads)
@@ -441,7 +456,11 @@ def cmd_dataset(args) -> int:
     if args.seed is None:
         args.seed = dataset.DEFAULT_SEED
     options, _ = _solver_options(provided.cls, dict(args.set or []))  # checked here, before any work
+    for folder in (Path(args.out), *(Path(args.out) / s for s in scenarios)):
+        validate.output_dir(folder)
     executor = make_executor(args.executor, args.workers, args.scheduler)
+    validate.dataset_size(args.samples, args.shard_size, scenarios, problem, getattr(executor, "workers", None) or 1)
+    _begin_work()
     n_shards = -(-args.samples // args.shard_size)
     bar = tqdm(total=len(scenarios) * n_shards * args.shard_size, desc="labelling", unit="sample",
                file=sys.stderr, disable=args.quiet or None)
@@ -583,20 +602,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\r``, ``\\x00``):
+    a bad value given on the command line cannot break the error line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+_working = False  # set once a command has checked its input and starts its work
+
+
+def _begin_work() -> None:
+    global _working
+    _working = True
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _working
+    _working = False
     try:
         args = build_parser().parse_args(argv)
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit
         return status
     except CfbenchError as exc:
-        print(f"cfbench: error: {exc}", file=sys.stderr)
+        print(f"cfbench: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader stopped reading (``cfbench list | head``): stop quietly, and point stdout
         # at /dev/null so that the interpreter's last flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
+    except Exception as exc:
+        # a bug (cfbench's or a plugin's), not bad input: before any work one line naming it, exit 1;
+        # during the work its traceback, where it is needed (cfbench.validate's docstring)
+        if _working or os.environ.get("CFBENCH_TRACEBACK"):
+            raise
+        message = _one_line(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
+        print(f"cfbench: internal error: {type(exc).__name__}{': ' + message if message else ''} "
+              f"(a bug; CFBENCH_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

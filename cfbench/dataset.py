@@ -115,8 +115,12 @@ def label_unit(unit: ShardUnit) -> int:
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written shard left behind
+        raise
 
 
 def build(problem: Problem, labels: str, options: dict, scenario: str, n_samples: int, out: Path, *,
@@ -136,7 +140,7 @@ def build(problem: Problem, labels: str, options: dict, scenario: str, n_samples
     manifest_path = folder / "manifest.json"
     previous: dict[str, Any] = {}
     if manifest_path.exists():
-        previous = json.loads(manifest_path.read_text())
+        previous = _read_manifest(manifest_path)
         clash = [k for k in IDENTITY if previous.get(k) != identity[k]]
         if clash:
             k = clash[0]
@@ -162,6 +166,17 @@ def build(problem: Problem, labels: str, options: dict, scenario: str, n_samples
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
         if on_progress:
             on_progress(count)
+    return manifest
+
+
+def _read_manifest(path: Path) -> dict:
+    """A dataset folder's manifest: a JSON object, else a one-line :class:`CfbenchError`."""
+    try:
+        manifest = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise CfbenchError(f"{str(path)!r} is not a readable dataset manifest ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise CfbenchError(f"{str(path)!r} is not a dataset manifest: a JSON object expected")
     return manifest
 
 
@@ -212,7 +227,7 @@ def load(problem: Problem, folder: Path, n_samples: int | None = None) -> Datase
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
         raise CfbenchError(f"no dataset in {str(folder)!r} (no manifest.json); create it with 'cfbench dataset'")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(manifest_path)
     if manifest.get("problem") != problem.name:
         raise CfbenchError(f"{str(folder)!r} is a {manifest.get('problem')!r} dataset, not {problem.name!r}")
     want = labelled_samples(folder) if n_samples is None else n_samples

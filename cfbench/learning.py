@@ -9,6 +9,7 @@ non-learned solvers never pay for it.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import time
@@ -43,11 +44,36 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> Path:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise CfbenchError(f"cannot write the checkpoint to {str(path)!r}: it is a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, tmp)
-    tmp.replace(path)
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the previous checkpoint (if any) stays, and no .tmp beside it
+        raise
     return path
+
+
+def check_training_sizes(solver: str, *, n_train: int, n_validation: int, batch_size: int, epochs: int,
+                         samples_flag: str = "--samples", validation_flag: str = "validation_fraction") -> None:
+    """One-line errors for a training set that cannot train: no training instance, no
+    validation instance, a batch size or epoch count below 1. ``n_train`` and
+    ``n_validation`` are per scenario, as the solver's ``train`` splits them."""
+    if epochs < 1:
+        raise CfbenchError(f"{solver} training: epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise CfbenchError(f"{solver} training: batch_size must be >= 1, got {batch_size}")
+    if n_validation < 1:
+        raise CfbenchError(f"{solver} training: {validation_flag} gives {n_validation} validation instance(s); "
+                           f"valid: >= 1")
+    if n_train < 1:
+        raise CfbenchError(f"{solver} training: {samples_flag} leaves {n_train} training instance(s) after "
+                           f"{n_validation} for validation; give more samples")
 
 
 def _unpickling_cause(exc: Exception) -> str:
@@ -70,6 +96,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise CfbenchError(f"refusing to load {str(path)!r}: not plain tensors and data "
                            f"(weights_only=True): {_unpickling_cause(exc)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:  # truncated or not a torch file at all
+        raise CfbenchError(f"cannot read {str(path)!r} as a checkpoint (damaged or not a torch file): "
+                           f"{_unpickling_cause(exc)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CfbenchError(f"{str(path)!r} is not a cfbench checkpoint (format {CHECKPOINT_FORMAT})")
     return checkpoint

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,16 +131,88 @@ def write_results(out_dir: Path, rows: pd.DataFrame, manifest: dict) -> None:
 
 def _replace_atomically(target: Path, write) -> None:
     tmp = target.with_name(target.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    tmp.replace(target)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written file left beside the previous version
+        raise
+
+
+#: columns ``cfbench report`` reads from a run's rows (besides :data:`EMPTY_COLUMNS`)
+ROW_COLUMNS = [*EMPTY_COLUMNS, "objective", "max_violation", "feasible", "latency_s", "message"]
+#: manifest keys that are read, with the types they must have when present
+MANIFEST_TYPES = {"problem": str, "scenario": str, "seed": int, "n_instances": int, "threads": int,
+                  "solvers": dict, "command": str, "complete": bool, "objective_unit": str,
+                  "paper_iterative_solver": (str, type(None)), "table_metrics": list, "created_utc": str,
+                  "appended": list, "resumed": list}
 
 
 def read_results(out_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """The rows and manifest of a run folder. A folder that is not a run, a rows file that
+    is not parquet or lacks the columns of a run, a manifest that is not a JSON object with
+    the keys of one: :class:`CfbenchError` naming the file and what is wrong (one line)."""
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
         raise CfbenchError(f"no {RESULTS_FILE} in {str(out_dir)!r}; pass a folder written by 'cfbench run'")
     manifest_path = Path(out_dir) / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    return pd.read_parquet(path), manifest
+    manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
+    import pyarrow.parquet
+
+    try:
+        # full validation first: pandas decodes strings lazily, so invalid UTF-8 would fail later
+        pyarrow.parquet.read_table(path).validate(full=True)
+        rows = pd.read_parquet(path)
+    except Exception as exc:  # damaged bytes fail anywhere in pyarrow and pandas (ArrowInvalid, KeyError, ...)
+        cause = re.sub(r"^Could not open Parquet input source '.*?': ", "", _first_line(exc))
+        raise CfbenchError(f"{str(path)!r} is not a readable parquet file ({cause})") from None
+    missing = [c for c in (ROW_COLUMNS if len(rows) else EMPTY_COLUMNS) if c not in rows.columns]
+    if missing:
+        raise CfbenchError(f"{str(path)!r} is not the rows of a cfbench run: missing column(s) {', '.join(missing)}")
+    if len(rows):
+        checks = {"feasible": pd.api.types.is_bool_dtype, "instance": pd.api.types.is_integer_dtype,
+                  **{c: pd.api.types.is_numeric_dtype for c in ("objective", "max_violation", "latency_s")}}
+        for column, ok in checks.items():
+            if not ok(rows[column]) or pd.api.types.is_bool_dtype(rows[column]) != (column == "feasible"):
+                raise CfbenchError(f"{str(path)!r} is not the rows of a cfbench run: column {column!r} holds "
+                                   f"{rows[column].dtype}")
+    return rows, manifest
+
+
+def read_manifest(path: Path) -> dict:
+    """``manifest.json`` of a run: a JSON object whose known keys have their types."""
+    try:
+        manifest = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CfbenchError(f"cannot read {str(path)!r} ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise CfbenchError(f"{str(path)!r} is not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # json.JSONDecodeError, and numbers json refuses
+        raise CfbenchError(f"{str(path)!r} is not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(manifest, dict):
+        raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: a JSON object expected, got a JSON "
+                           f"{_json_type(manifest)}")
+    for key, types in MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if key in manifest and (not isinstance(value, types) or (types is int and isinstance(value, bool))):
+            raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: {key!r} is a JSON {_json_type(value)}")
+    if any(not isinstance(v, dict) for v in manifest.get("solvers", {}).values()):
+        raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'solvers' maps names to non-objects")
+    if any(not isinstance(m, str) for m in manifest.get("table_metrics", [])):
+        raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'table_metrics' holds a non-string")
+    if manifest.get("n_instances", 0) < 0:
+        raise CfbenchError(f"{str(path)!r} is not a cfbench manifest: 'n_instances' is negative")
+    return manifest
+
+
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+             type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

@@ -73,7 +73,8 @@ import numpy as np
 
 from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
+from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
+                               training_options)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TABLE_II = ("ku2-kd10-m10-ms5", "ku2-kd10-m10-ms1", "ku2-kd10-m5-ms5", "ku1-kd10-m10-ms5", "ku1-kd5-m10-ms5")
@@ -255,6 +256,21 @@ class HeterogeneousGnn(Solver):
             logp = log_power(self.network(features, active), instances.params)
         b = budgets(instances.params)
         return {f"{t}_power_w": np.clip(np.exp(logp[t].numpy()), 0.0, b[t]) for t in ("user", "device")}
+
+    @classmethod
+    def check_training(cls, problem, scenarios, cfg) -> None:
+        """The constraint term is known; ``samples`` (when given; else the dataset decides) split
+        as ``train`` splits it leaves a training and a validation instance."""
+        if cfg["constraints"] not in CONSTRAINTS:
+            raise CfbenchError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {cfg['constraints']!r}")
+        n = cfg["samples"]
+        n_val = n_train = 1
+        if n is not None:
+            n_test = int(round(float(cfg["test_fraction"]) * n))
+            n_val = max(1, int(round(float(cfg["validation_fraction"]) * n)))
+            n_train = n - n_val - n_test
+        check_training_sizes(cls.name, n_train=n_train, n_validation=n_val,
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]))
 
     @classmethod
     def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,

@@ -99,7 +99,8 @@ import numpy as np
 
 from cfbench import Instances, Option, Solver, hookimpl, instance_rng
 from cfbench.api import CfbenchError
-from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
+from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
+                               training_options)
 from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap
 from cfbench.problems import uccf_model as um
 
@@ -405,6 +406,13 @@ class EluCosFormer(Solver):
         rho = dl * float(self.checkpoint["output"]["rho_scale_mw"])
         return {"clusters": clusters, "ul_power_mw": np.clip(ul * p.p_max_mw, 0.0, p.p_max_mw),
                 "dl_power_mw": fit_dl_budget(instances, clusters, rho)}
+
+    @classmethod
+    def check_training(cls, problem, scenarios, cfg) -> None:
+        """``samples`` training and ``validation`` held-out instances, at least one of each."""
+        check_training_sizes(cls.name, n_train=int(cfg["samples"]), n_validation=int(cfg["validation"]),
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]),
+                             validation_flag="validation")
 
     @classmethod
     def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,

@@ -63,7 +63,8 @@ import numpy as np
 
 from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import TrainingLog, load_checkpoint, save_checkpoint, seed_everything, training_options
+from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
+                               training_options)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: scenario -> shipped checkpoint (file in WEIGHTS_DIR); ``scripts/train_urllc_estpanet.sh`` retrains them
@@ -197,6 +198,14 @@ class EstpaNet(Solver):
             x, aerial = network_inputs(instances, stats["log10_beta_mean"], stats["log10_beta_std"])
             fraction = self.network(x, aerial).double().numpy()
         return {"power_w": np.clip(power_from_output(fraction, p.p_min_w, p.p_max_w), p.p_min_w, p.p_max_w)}
+
+    @classmethod
+    def check_training(cls, problem, scenarios, cfg) -> None:
+        """``samples`` split as ``train`` splits it: at least one validation and one training instance."""
+        n_total = int(cfg["samples"])
+        n_val = max(1, int(round(cfg["validation_fraction"] * n_total)))
+        check_training_sizes(cls.name, n_train=n_total - n_val, n_validation=n_val,
+                             batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]))
 
     @classmethod
     def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
