@@ -167,6 +167,7 @@ class LocalExecutor:
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
+            reset_stop()  # every unit has ended: a later run in this process must not see the stop
 
 
 class DaskExecutor:

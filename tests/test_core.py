@@ -236,3 +236,14 @@ def test_conformance_kit_rejects_a_bad_solver():
             check_solver(Bad)
     finally:
         kit.build_registry = real
+
+
+def test_a_finished_cli_run_does_not_stop_later_runs_in_the_same_process(tmp_path):
+    """The local executor stops its workers when a run ends; the stop must not outlive the run,
+    or every later solve in the process (a library user's, the conformance kit's) is refused."""
+    from cfbench.cli import main
+
+    assert main(["run", "--problem", "urllc", "--scenario", "tiny", "--solvers", "p-max", "--instances", "1",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    (frame,) = run(_registry(), "toy", "s", ["full"], n_instances=2, seed=1)
+    assert (frame["status"] == "ok").all()
