@@ -151,13 +151,14 @@ def test_sca_accepts_a_fallback_answer_only_after_checking_it(monkeypatch):
     impossible to pass, no answer is accepted and sca returns its (reliable) start."""
     answered_by = []
 
-    def recording(problem, variable, violation):
-        answer = original(problem, variable, violation)
+    def recording(problem, variable, violation, chain=None):
+        answer = original(problem, variable, violation, sca.FALLBACK_CHAIN if chain is None else chain)
         answered_by.append(None if answer is None else answer[1])
         return answer
 
     original = sca._solve
     monkeypatch.setattr(sca, "FALLBACK_CHAIN", (("CLARABEL", {"max_iter": 0}),) + sca.FALLBACK_CHAIN[1:])
+    monkeypatch.setattr(sca, "RETRY_SOLVER", ("CLARABEL", {**sca.RETRY_SOLVER[1], "max_iter": 0}))
     monkeypatch.setattr(sca, "_solve", recording)
     solver = sca.SCA(max_iter=3)
     solver.setup(PROBLEM, "stress-k20")
