@@ -38,14 +38,9 @@ class _Parser(argparse.ArgumentParser):
         raise CfbenchError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_positive_int = validate.number_argument(int, lambda v: v >= 1, "a positive integer")
+_positive_seconds = validate.number_argument(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
+_positive_float = validate.number_argument(float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _seed(text: str) -> int:
@@ -56,26 +51,6 @@ def _seed(text: str) -> int:
     if not 0 <= value <= validate.SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer seed in 0 .. {validate.SEED_MAX} (2**63 - 1), "
                                          f"got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from cfbench.api import CfbenchError
 from cfbench.lazy import lazy_import
+from cfbench.validate import number_argument
 from cfbench.report import MANIFEST_FILE, RESULTS_FILE, format_table
 
 pd = lazy_import("pandas")  # imported on first use: 'cfbench list' does without it
@@ -231,27 +232,7 @@ def compare_dirs(old_dir: Path | str, new_dir: Path | str, threshold: float = DE
     return render(old, new, table, threshold, alpha, sense, fmt), int(table["regression"].any())
 
 
-def fraction(text: str) -> float:
-    """argparse type of ``--threshold``: a relative change, 0 or more (0.01 = 1 %)."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a relative change >= 0 such as 0.01, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a relative change >= 0 such as 0.01, got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type of ``--alpha``: a significance level in (0, 1)."""
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a significance level in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a significance level in (0, 1), got {text!r}")
-    return value
+#: argparse type of ``--threshold``: a relative change, 0 or more (0.01 = 1 %)
+fraction = number_argument(float, lambda v: 0 <= v < float("inf"), "a relative change >= 0 such as 0.01")
+#: argparse type of ``--alpha``: a significance level in (0, 1)
+probability = number_argument(float, lambda v: 0 < v < 1, "a significance level in (0, 1)")

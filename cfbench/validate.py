@@ -55,6 +55,24 @@ def seed(value: int, what: str = "seed") -> int:
     return value
 
 
+def number_argument(convert, accept, expected: str):
+    """An argparse ``type`` that reads a number with ``convert`` (``int`` or ``float``) and
+    keeps it if ``accept(value)``; otherwise one ``ArgumentTypeError`` reading
+    "expected {expected}, got 'TEXT'" (which the CLI prints as its one error line)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _existing_ancestor(path: Path) -> Path:
     """The nearest of ``path`` and its parents that exists (``path`` made absolute)."""
     path = Path(os.path.abspath(path))
