@@ -330,6 +330,8 @@ def _used(cls, options: dict) -> dict | None:
 
 
 def cmd_report(args) -> int:
+    if args.html:
+        validate.output_file(args.html, "--html", kind="an HTML file", is_kind=validate.is_html, example="report.html")
     rows, manifest = read_results(Path(args.dir))
     if len(rows):
         _print_table(rows, manifest, args.format)
@@ -403,7 +405,7 @@ def cmd_train(args) -> int:
         validate.sample_size(used["samples"] + max(0, used.get("validation") or 0), scenarios, problem,
                              "--samples")
     if args.out is not None:
-        validate.output_file(args.out)
+        validate.output_file(args.out, kind="a weights file (torch checkpoint)", is_kind=validate.is_checkpoint)
     _begin_work()
     import torch
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import Callable
 
 from cfbench.api import CfbenchError
 
@@ -120,12 +122,35 @@ def output_dir(path: Path | str, flag: str = "--out") -> Path:
     return path
 
 
-def output_file(path: Path | str, flag: str = "--out") -> Path:
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` looks like a file ``torch.save`` wrote (a zip archive)."""
+    return zipfile.is_zipfile(path)
+
+
+def is_html(path: Path) -> bool:
+    """Whether ``path`` starts like an HTML document."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html")
+
+
+def output_file(path: Path | str, flag: str = "--out", kind: str | None = None,
+                is_kind: Callable[[Path], bool] | None = None, example: str = "model.pt") -> Path:
     """``path`` as a file to write (or replace): not a folder, in a folder that exists or
-    can be created, and writable. A one-line error naming it otherwise."""
+    can be created, and writable; an existing file is replaced only if ``is_kind`` says it
+    is a ``kind`` (so a mistyped path never overwrites something else). A one-line error
+    naming it otherwise."""
     path = Path(path)
     if path.is_dir():
-        raise CfbenchError(f"{flag} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'model.pt')!r}")
+        raise CfbenchError(f"{flag} {str(path)!r} is a folder; give a file name, e.g. {str(path / example)!r}")
+    if path.exists() and is_kind is not None:
+        try:
+            same_kind = path.is_file() and is_kind(path)
+        except OSError as e:
+            raise CfbenchError(f"{flag} {str(path)!r} cannot be read to check what it is ({e.strerror})") from None
+        if not same_kind:
+            raise CfbenchError(f"{flag} {str(path)!r} exists and is not {kind}; it would be overwritten: "
+                               "remove it or give another file name")
     if path.exists():
         why = _probe(path.parent)
         if why or not os.access(path, os.W_OK):

@@ -5,12 +5,15 @@ beyond the memory estimate, training sets too small, foreign or corrupted run fo
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from cfbench import validate
 from cfbench.cli import main
 from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +158,35 @@ def test_train_out_that_is_a_folder_fails_before_training(tmp_path, capsys):
                                    "--samples", "4", "--epochs", "1", "--out", tmp_path])
     assert str(tmp_path) in line and "is a folder" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_out_never_overwrites_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    """A mistyped --out naming some other file is refused before training, the file untouched;
+    an existing checkpoint may be replaced (retraining shipped weights)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    line = one_line_error(capsys, ["train", "--solver", "estpanet", "--problem", "urllc", "--scenario", "tiny",
+                                   "--samples", "4", "--epochs", "1", "--out", notes])
+    assert str(notes) in line and "not a weights file" in line
+    assert notes.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [notes]
+    shipped = next((ROOT / "plugins" / "weights").glob("*.pt"))
+    assert validate.is_checkpoint(shipped) and not validate.is_checkpoint(notes)
+
+
+def test_report_html_never_overwrites_a_file_that_is_not_html(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(RUN + ["--out", str(run_dir)]) == 0
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    capsys.readouterr()
+    line = one_line_error(capsys, ["report", run_dir, "--html", data])
+    assert "not an HTML file" in line and data.read_text() == "a,b\n1,2\n"
+    line = one_line_error(capsys, ["report", run_dir, "--html", tmp_path])
+    assert "is a folder" in line
+    page = tmp_path / "page.html"
+    assert main(["report", str(run_dir), "--html", str(page)]) == 0
+    assert main(["report", str(run_dir), "--html", str(page)]) == 0      # its own output may be replaced
+    assert validate.is_html(page)
 
 
 def test_dataset_out_that_is_a_file(tmp_path, capsys):
