@@ -1,13 +1,14 @@
-"""Runs, tables and PNG plots in the shape of Figs. 2-6, 8 and 9 of Khan, Karthik and Agnihotri (``dmimo``).
+"""Runs, tables and PNG plots in the shape of Figs. 2-9 of Khan, Karthik and Agnihotri (``dmimo``).
 
-    python scripts/dmimo_figures.py --instances 10 --workers 2 [--figs 2,3,4,5,6,8,9]
+    python scripts/dmimo_figures.py --instances 10 --workers 2 [--figs 2,3,4,5,6,7,8,9]
         [--variant corrected|paper|both] [--solvers ao,local-search,full-power]
         [--out results/reference/dmimo/sweeps] [--tables-only]
 
 1. For every point of the chosen figures (the named scenarios of
    :mod:`cfbench.problems.dmimo`: Fig. 2 EE against SE^QoS and M, Fig. 3 against
    SE^QoS and T, Fig. 4 against SE^QoS and p_u, Figs. 5-6 against M and T at
-   SE^QoS = 70 and 100; Figs. 8-9 ``ao`` from each of the five association and
+   SE^QoS = 70 and 100; Fig. 7 the convergence of ``ao`` (its per-iteration EE
+   trace) at Fig. 5's point M = 60, T = 30, SE^QoS = 70; Figs. 8-9 ``ao`` from each of the five association and
    power initialisations at M = 40 and 50, and at M = 60, T = 30, each with the
    variant's default target), and for each interference variant, runs
    ``cfbench run --problem dmimo --scenario S --solvers ... --instances N --seed 0
@@ -19,8 +20,11 @@
    setups counted as 0 (the paper draws an infeasible point as EE = 0), the mean
    over feasible setups only and the feasible share, side by side, with the
    values the paper's text states beside them; for Figs. 5-6 the EE-maximising M
-   per T; for Figs. 8-9 the mean final EE per initialisation and the spread of the
-   means. And ``OUT/fig<k>_<variant>.png`` (needs ``pip install -e '.[figures]'``).
+   per T; for Fig. 7 per setup the outer iterations and the EE of the first and last
+   relaxed iterate and of the rounded answer; for Figs. 8-9 the mean final EE per
+   initialisation and the spread of the means; per figure the total solve time (sum of the
+   per-setup latencies, so it survives resumed runs). And ``OUT/fig<k>_<variant>.png``
+   (needs ``pip install -e '.[figures]'``).
 
 The paper's numbers use its printed eq. (8): compare them with ``--variant paper``
 (scenario suffix ``-paper``); the corrected interference is the benchmark's default.
@@ -43,7 +47,7 @@ from cfbench.problems.dmimo import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGS = ("2", "3", "4", "5", "6", "8", "9")
+FIGS = ("2", "3", "4", "5", "6", "7", "8", "9")
 #: Figs. 8-9: the ``ao`` option each varies, its values, and the (M, T) settings
 INITIALISATION_FIGS = {"8": ("association", ASSOCIATION_INITS, ((40, 30), (50, 30))),
                        "9": ("power", POWER_INITS, ((60, 30),))}
@@ -58,6 +62,7 @@ PAPER_TEXT = {
           "p_u = 200 mW": "4.1 at 40, 0.09 at 90"},
     "5": {"T = 30": "peak 4.216 at M = 60", "T = 50": "peak 3.949 at M = 90", "T = 70": "peak 3.679 at M = 100"},
     "6": {"T = 30": "peak 3.633 at M = 120", "T = 50": "peak 3.949 at M = 90", "T = 70": "peak 3.679 at M = 100"},
+    "7": {"(setting not stated)": "from about 0.6 to about 2.7 Mbit/J within 3-5 iterations"},
     "8": {"M = 40": "4.02-4.06 over the five schemes", "M = 50": "4.11-4.17 over the five schemes"},
     "9": {"(setting not stated)": "4.00-4.03 over the five power initialisations"},
 }
@@ -71,6 +76,8 @@ def points(fig: str, paper: bool) -> list[tuple[str, str, float | str, str]]:
         option, values, sizes = INITIALISATION_FIGS[fig]
         for m, t in sizes:
             out += [(f"{scenario_name(m, t, paper=paper)}-{option}-{v}", f"M = {m}", v, option) for v in values]
+    elif fig == "7":
+        out.append((scenario_name(60, 30, 70, paper=paper), "M = 60, T = 30", 70, "SE^QoS"))
     elif fig == "2":
         for m in FIG2_APS:
             out += [(scenario_name(m, 30, se, paper=paper), f"M = {m}", se, "SE^QoS") for se in FIG2_SE]
@@ -118,6 +125,26 @@ def ensure_run(out: Path, folder_name: str, solvers: str, instances: int, worker
     return time.perf_counter() - began
 
 
+def convergence(out: Path, paper: bool) -> pd.DataFrame:
+    """Fig. 7: per setup, ``ao``'s outer iterations and its EE trace (relaxed iterates)."""
+    rows = []
+    for scenario, *_ in points("7", paper):
+        frame = pd.read_parquet(out / scenario / "results.parquet")
+        for _, r in frame[frame["solver"] == "ao"].iterrows():
+            trace = list(r["trace"])
+            rows.append({"setup": int(r["instance"]), "iterations": int(r["iterations"]),
+                         "first EE": trace[0], "last relaxed EE": trace[-1],
+                         "EE after 3 iterations, % of last": 100 * trace[min(3, len(trace) - 1)] / trace[-1],
+                         "rounded EE": r["objective"], "feasible": bool(r["feasible"]), "trace": trace})
+    return pd.DataFrame(rows)
+
+
+def solve_time_s(out: Path, fig: str, paper: bool) -> float:
+    """Sum of the per-setup solve latencies of a figure's runs (seconds)."""
+    return float(sum(pd.read_parquet(out / scenario / "results.parquet")["latency_s"].sum()
+                     for scenario, *_ in points(fig, paper)))
+
+
 def summarise(out: Path, fig: str, paper: bool) -> pd.DataFrame:
     rows = []
     for scenario, curve, x, x_name in points(fig, paper):
@@ -144,7 +171,13 @@ def plot(table: pd.DataFrame, fig: str, variant: str, path: Path, solver: str) -
         print("matplotlib missing (pip install -e '.[figures]'): no PNG written", file=sys.stderr)
         return
     ax = plt.figure(figsize=(5.5, 3.8)).gca()
-    if fig in INITIALISATION_FIGS:
+    if fig == "7":
+        for _, r in table.iterrows():
+            ax.plot(range(len(r["trace"])), r["trace"], marker="o", label=f"setup {r['setup']}")
+        ax.set_xlabel("outer iteration of `ao` (0: the start)")
+        ax.set_ylabel("EE of the relaxed iterate (Mbit/J)")
+        solver = "ao"
+    elif fig in INITIALISATION_FIGS:
         option = INITIALISATION_FIGS[fig][0]
         curves = list(table.groupby("curve", sort=False))
         width = 0.8 / len(curves)
@@ -158,7 +191,8 @@ def plot(table: pd.DataFrame, fig: str, variant: str, path: Path, solver: str) -
         for curve, g in table[table["solver"] == solver].groupby("curve", sort=False):
             ax.plot(g[x_name], g["EE, infeasible as 0"], marker="o", label=curve)
         ax.set_xlabel(x_name + (" (APs)" if x_name == "M" else " (bit/s/Hz)"))
-    ax.set_ylabel("EE (Mbit/J), infeasible = 0")
+    if fig != "7":
+        ax.set_ylabel("EE (Mbit/J), infeasible = 0")
     ax.set_title(f"Fig. {fig} shape, `{solver}`, {variant} interference")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -185,7 +219,7 @@ def main() -> None:
         parser.error("--instances and --workers must be at least 1")
     variants = ("corrected", "paper") if args.variant == "both" else (args.variant,)
     reference = args.solvers.split(",")[0]
-    lines = ["# `dmimo`: Figs. 2-6 reproduced", "",
+    lines = ["# `dmimo`: Figs. 2-9 reproduced", "",
              f"`python scripts/dmimo_figures.py --instances {args.instances} --workers {args.workers} "
              f"--figs {','.join(figs)} --variant {args.variant} --solvers {args.solvers}`; seed 0. "
              "EE in Mbit/J; an infeasible setup counts as EE = 0 in the first column (as the paper "
@@ -200,9 +234,12 @@ def main() -> None:
                     spent += seconds
                     if seconds:
                         print(f"{scenario}: {seconds:.0f} s", flush=True)
-            table = summarise(args.out, fig, paper)
+            table = convergence(args.out, paper) if fig == "7" else summarise(args.out, fig, paper)
+            shown = table.drop(columns=["trace"]) if fig == "7" else table
             lines += [f"## Fig. {fig}, {variant} interference", "",
-                      table.to_markdown(index=False, floatfmt=".3g"), ""]
+                      shown.to_markdown(index=False, floatfmt=".3g"), "",
+                      f"Total solve time of this figure's runs: {solve_time_s(args.out, fig, paper) / 60:.1f} min "
+                      "(sum of per-setup latencies).", ""]
             if fig in ("5", "6"):
                 best = table[table["solver"] == reference]
                 best = best.loc[best.groupby("curve", sort=False)["EE, infeasible as 0"].idxmax()]
