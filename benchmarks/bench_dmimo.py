@@ -1,6 +1,6 @@
 """asv benchmarks for ``dmimo``: batch evaluation at the default scenario, solver latency per
-instance on ``small`` and ``m60-t30``, one ``ao`` subproblem (24) on both, and the EE of ``ao``
-against ``full-power`` on ``small`` (``track_``).
+instance on ``small`` and ``m60-t30`` and one ``ao`` subproblem (24) on both. Solution quality
+(objective, feasible rate, gap of every solver) is tracked in ``bench_quality.py``.
 
 Run: ``asv run --python=same --quick --bench dmimo``. Solvers run on one thread.
 """
@@ -88,27 +88,3 @@ class AssociationStep:
     def time_step(self, scenario):
         self.sub.step(self.model, self.eta, self.d, self.perf, 1.0, self.links)
 
-
-class Quality:
-    """Mean EE (Mbit/J) and feasible share of a solver on 8 ``small`` instances (seed 0)."""
-
-    params = (["ao", "full-power"],)
-    param_names = ["solver"]
-    timeout = 300
-    unit = "Mbit/J"
-
-    def setup(self, solver):
-        limit_threads(1)
-        registry = build_registry()
-        problem = registry.problem("dmimo")
-        instances = problem.sample("small", 8, seed=0)
-        s = registry.solver("dmimo", solver).cls()
-        s.setup(problem, "small")
-        out = s.solve(instances)
-        self.score = problem.evaluate(instances, out.decision if hasattr(out, "decision") else out)
-
-    def track_mean_ee(self, solver):
-        return float(np.mean(self.score.objective))
-
-    def track_feasible_share(self, solver):
-        return float(np.mean(self.score.feasible))

@@ -1,5 +1,6 @@
 """asv benchmarks for ``uccf``: batch evaluation (MR closed forms), the closed-form max-min
-solvers and the ELU-CosFormer per instance, and the mean min SE of the solvers (``track_``).
+solvers and the ELU-CosFormer per instance. Solution quality (objective, feasible rate, gap of
+every solver) is tracked in ``bench_quality.py``.
 
 Run: ``asv run --python=same --quick --bench uccf``. Solvers run on one thread.
 """
@@ -60,27 +61,3 @@ class SolverLatency:
     def time_solve(self, scenario, solver):
         self.solver.solve(self.instance)
 
-
-class Quality:
-    """Mean min SE (bit/s/Hz) and feasible share of a solver on 20 ``mr-k40`` instances (seed 0)."""
-
-    params = (["cf-maxmin", "dcc-maxmin", "full-power", "elu-cosformer", "elu-cosformer-opt"],)
-    param_names = ["solver"]
-    timeout = 300
-    unit = "bit/s/Hz"
-
-    def setup(self, solver):
-        limit_threads(1)
-        registry = build_registry()
-        problem = registry.problem("uccf")
-        instances = problem.sample("mr-k40", 20, seed=0)
-        s = registry.solver("uccf", solver).cls()
-        s.setup(problem, "mr-k40")
-        out = s.solve(instances)
-        self.score = problem.evaluate(instances, out.decision if hasattr(out, "decision") else out)
-
-    def track_mean_min_se(self, solver):
-        return float(np.mean(self.score.objective))
-
-    def track_feasible_share(self, solver):
-        return float(np.mean(self.score.feasible))
