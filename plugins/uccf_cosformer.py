@@ -101,13 +101,15 @@ from cfbench import Instances, Option, Solver, hookimpl, instance_rng
 from cfbench.api import CfbenchError
 from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
                                training_options)
-from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap
+from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap, top_per_pilot
 from cfbench.problems import uccf_model as um
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: attention -> shipped checkpoint in WEIGHTS_DIR (``scripts/train_uccf.py`` retrains them)
 SHIPPED_WEIGHTS = {"elu": "uccf-elu-cosformer.pt"}
 ATTENTIONS = ("elu", "relu", "softmax", "performer")
+MASKS = ("pilot", "top")
+CLUSTER_LOSSES = ("perron", "softmin", "search")
 TRAIN_SEED_OFFSET = 70_000_000
 #: ``instance_rng`` stream of the test-time position noise
 POSITION_NOISE_STREAM = 3101
@@ -127,8 +129,14 @@ TRAINING_OPTIONS = (
     Option("heads", int, 4, "attention heads [CHOSEN]"),
     Option("layers", int, 2, "encoder layers [CHOSEN]"),
     Option("threshold", float, 0.0, "clustering threshold delta [CHOSEN; lost]: 0 keeps tau_p UEs at every AP"),
-    Option("cluster_loss", str, "perron", "F_cluster: perron (max-min SE of the clusters) or softmin"),
+    Option("mask", str, "top", "clustering mask: top (tau_p UEs per AP) or pilot (one UE per pilot per AP)",
+           choices=MASKS),
+    Option("cluster_loss", str, "perron", "cluster term: perron, softmin (F_cluster) or search (BCE to "
+           "local-search labels)", choices=CLUSTER_LOSSES),
     Option("cluster_weight", float, 0.0, "w; 0: the cluster scores keep their prior (docstring: Status)"),
+    Option("search_rounds", int, 4, "rounds of the label search (cluster_loss=search)"),
+    Option("search_every", int, 0, "recompute the search labels every this many epochs from the model's "
+           "clusters (0: once, from the starting model's)"),
     Option("fairness_weight", float, 1.0, "lambda of (30) [CHOSEN]"),
     Option("position_noise_m", float, 5.0, "std of the position noise of eq. (28), metres [CHOSEN]"),
     Option("grad_clip", float, 1.0, "max gradient norm per step"),
@@ -266,10 +274,97 @@ def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2
     return CosFormerUccf()
 
 
-def hard_clusters(score: np.ndarray, tau_p: int, threshold: float) -> np.ndarray:
-    """Eq. (16): top-tau_p UEs per AP, then scores above ``threshold``; every UE kept served."""
-    mask = top_per_ap(score, tau_p) * (score > threshold)
-    return serve_every_ue(mask, score, tau_p)
+def hard_clusters(score: np.ndarray, tau_p: int, threshold: float, mask: str = "top",
+                  pilot: np.ndarray | None = None) -> np.ndarray:
+    """Eq. (16): ``mask="top"``: every AP keeps its tau_p UEs of largest score; ``"pilot"``:
+    every AP keeps, for each pilot, the UE of largest score among those on it (``pilot``
+    (n, K) needed), so no two copilot UEs share an AP; then scores above ``threshold``;
+    every UE kept served (pilot-aware under ``"pilot"``)."""
+    if mask not in MASKS:
+        raise CfbenchError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    if mask == "pilot":
+        if pilot is None:
+            raise CfbenchError("the pilot mask needs the instances' pilot indices")
+        kept = top_per_pilot(score, pilot) * (score > threshold)
+        return serve_every_ue(kept, score, tau_p, pilot=pilot)
+    kept = top_per_ap(score, tau_p) * (score > threshold)
+    return serve_every_ue(kept, score, tau_p)
+
+
+def maxmin_objective(beta: np.ndarray, gamma: np.ndarray, pilot: np.ndarray, clusters: np.ndarray,
+                     params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The judge's objective ``min(SE^ul, SE^dl)`` (n,) of ``clusters`` (n, L, K) with closed-form
+    max-min powers (MR, A.7-A.8), and those powers."""
+    coeffs = um.mr_coefficients(beta, gamma, pilot, clusters, params.n_antennas)
+    powers = um.maxmin_powers(coeffs, params.p_max_mw, params.rho_max_mw)
+    value = np.minimum(params.ul_pre_log * np.log2(1.0 + powers["ul_sinr"]),
+                       params.dl_pre_log * np.log2(1.0 + powers["dl_sinr"]))
+    served = clusters.sum(axis=1).min(axis=1) > 0
+    return np.where(served, value, -np.inf), powers
+
+
+def search_clusters(instances: Instances, clusters: np.ndarray, score: np.ndarray, mask: str = "top",
+                    rounds: int = 4, n_ues: int = 3, n_aps: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local search on the closed-form max-min objective (true beta, with shadowing), from
+    ``clusters`` (n, L, K). Each round, per instance: the ``n_ues`` UEs that need the most
+    power at max-min (``p_k / p_max + rho_k / max rho``: the bottleneck) each try their
+    ``n_aps`` strongest unserved APs; if the AP is full (``top``) it drops its UE of lowest
+    ``score`` that another AP also serves, under ``pilot`` it drops the UE's copilot there
+    (if another AP serves it) so the pilot rule holds; the best move that raises the
+    objective is kept. Every move keeps tau_p per AP and every UE served, so the result is
+    never worse than the start. Returns the clusters, their objective and the start's (n,)."""
+    p = instances.params
+    beta, gamma = np.asarray(instances.beta, float), np.asarray(instances.gamma, float)
+    pilot = np.asarray(instances.pilot)
+    current = np.array(clusters, dtype=float, copy=True)
+    value, powers = maxmin_objective(beta, gamma, pilot, current, p)
+    start = value.copy()
+    n, L, K = current.shape
+    active = np.ones(n, dtype=bool)
+    for _ in range(int(rounds)):
+        cand, owner = [], []
+        need = powers["ul_power_mw"] / p.p_max_mw + powers["dl_power_mw"] / np.maximum(
+            powers["dl_power_mw"].max(axis=1, keepdims=True), 1e-300)
+        for i in np.nonzero(active)[0]:
+            c = current[i]
+            load = c.sum(axis=1)
+            for k in np.argsort(-need[i], kind="stable")[:n_ues]:
+                unserved = np.nonzero(c[:, k] == 0)[0]
+                for l in unserved[np.argsort(-beta[i, unserved, k], kind="stable")][:n_aps]:
+                    new = c.copy()
+                    if mask == "pilot":
+                        held = np.nonzero(c[l] * (pilot[i] == pilot[i, k]))[0]
+                        if held.size:
+                            j = held[0]
+                            if c[:, j].sum() <= 1:
+                                continue
+                            new[l, j] = 0.0
+                    if new[l].sum() >= p.tau_p:
+                        movable = [j for j in np.nonzero(new[l])[0] if new[:, j].sum() > 1]
+                        if not movable:
+                            continue
+                        new[l, min(movable, key=lambda j: score[i, l, j])] = 0.0
+                    new[l, k] = 1.0
+                    cand.append(new)
+                    owner.append(i)
+        if not cand:
+            break
+        owner = np.asarray(owner)
+        cand = np.stack(cand)
+        v, pw = maxmin_objective(beta[owner], gamma[owner], pilot[owner], cand, p)
+        improved = np.zeros(n, dtype=bool)
+        for i in np.unique(owner):
+            rows = np.nonzero(owner == i)[0]
+            best = rows[np.argmax(v[rows])]
+            if v[best] > value[i] * (1.0 + 1e-9):
+                current[i], value[i] = cand[best], v[best]
+                for key in ("ul_power_mw", "dl_power_mw"):
+                    powers[key][i] = pw[key][best]
+                improved[i] = True
+        active &= improved
+        if not active.any():
+            break
+    return current, value, start
 
 
 def mr_coefficients_torch(beta, gamma, same_pilot_offdiag, clusters, n_antennas: int):
@@ -359,6 +454,7 @@ class EluCosFormer(Solver):
         Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",
                choices=ATTENTIONS),
         Option("threshold", float, None, "clustering threshold delta (default: the checkpoint's)"),
+        Option("mask", str, None, "clustering mask, top or pilot (default: the checkpoint's; top if it has none)"),
         Option("position_noise_m", float, 0.0, "std of the noise added to the UE positions at test time, metres"),
     )
     training_options_spec = TRAINING_OPTIONS
@@ -379,6 +475,10 @@ class EluCosFormer(Solver):
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
         threshold = self.options["threshold"]
         self.threshold = float(self.checkpoint["model"]["threshold"] if threshold is None else threshold)
+        mask = self.options["mask"]
+        self.mask = str(self.checkpoint["model"].get("mask", "top") if mask is None else mask)
+        if self.mask not in MASKS:
+            raise CfbenchError(f"{self.name}: mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
         self.noise_m = self.options["position_noise_m"]
         self._torch = torch
 
@@ -395,7 +495,7 @@ class EluCosFormer(Solver):
         return score, ul, dl
 
     def clusters(self, instances: Instances, score: np.ndarray) -> np.ndarray:
-        return hard_clusters(score, instances.params.tau_p, self.threshold)
+        return hard_clusters(score, instances.params.tau_p, self.threshold, self.mask, np.asarray(instances.pilot))
 
     def solve(self, instances: Instances):
         from cfbench.plugins.uccf_baselines import fit_dl_budget
@@ -466,7 +566,8 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     else:
         network = build_network(params[0].n_aps, int(cfg["d_model"]), int(cfg["heads"]), int(cfg["layers"]),
                                 cfg["attention"], feature_seed=seed)
-    threshold = float(cfg["threshold"])
+    threshold, mask = float(cfg["threshold"]), str(cfg["mask"])
+    search = cfg["cluster_loss"] == "search" and float(cfg["cluster_weight"]) > 0
     # rho_scale: the largest DL label of DCC-clustered training instances (min-max scaling, Sect. V-A)
     if start is not None:
         rho_scale = float(start["output"]["rho_scale_mw"])
@@ -476,11 +577,34 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     bs = int(cfg["batch_size"])
     lam = float(cfg["fairness_weight"])
 
-    def step(instances: Instances, p) -> dict:
+    labels: list[np.ndarray] = []
+
+    def refresh_labels() -> dict:
+        """Search labels of every training instance, from the model's noise-free clusters."""
+        network.eval()
+        labels.clear()
+        gains = []
+        with torch.no_grad():
+            for d, p in zip(data, params):
+                out = []
+                for j in np.array_split(np.arange(n_train), max(1, n_train // 64)):
+                    part = d[j]
+                    score = network(*network_inputs(np.asarray(part.ap_xy_m, float), np.asarray(part.ue_xy_m, float),
+                                                    p))[0].double().numpy()
+                    start_clusters = hard_clusters(score, p.tau_p, threshold, mask, np.asarray(part.pilot))
+                    found, value, start_value = search_clusters(part, start_clusters, score, mask,
+                                                                rounds=int(cfg["search_rounds"]))
+                    out.append(found)
+                    gains.append(value / start_value - 1.0)
+                labels.append(np.concatenate(out))
+        network.train()
+        return {"search_gain": float(np.mean(np.concatenate(gains)))}
+
+    def step(instances: Instances, p, label: np.ndarray | None) -> dict:
         tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
                                                     _noisy(instances, float(cfg["position_noise_m"]), rng), p)
         score, ul, dl = network(tokens, links, angles, gap)
-        hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold)
+        hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold, mask, np.asarray(instances.pilot))
         label = um.maxmin_decision(instances, hard)                                      # dynamic supervision
         mse_ul = torch.mean((ul.double() - torch.as_tensor(label["ul_power_mw"] / p.p_max_mw)) ** 2)
         mse_dl = torch.mean((dl.double() - torch.as_tensor(label["dl_power_mw"] / rho_scale)) ** 2)
@@ -495,6 +619,10 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         # clusters straight through (D_st = hard + s - stop_grad(s)) into the max-min SE of the clusters
         clusters = torch.as_tensor(hard) + score.double() - score.double().detach()
         coeffs = mr_coefficients_torch(beta, gamma, copilot, clusters, p.n_antennas)
+        if search:
+            bce = torch.nn.functional.binary_cross_entropy(score.double().clamp(1e-7, 1 - 1e-7), torch.as_tensor(label))
+            return {"loss": mse_ul + mse_dl - lam * fair_powers + float(cfg["cluster_weight"]) * bce,
+                    "mse_ul": mse_ul, "mse_dl": mse_dl, "fair_powers": fair_powers, "bce_clusters": bce}
         if not float(cfg["cluster_weight"]):
             fair_clusters = torch.zeros((), dtype=torch.float64)
         elif cfg["cluster_loss"] == "perron":
@@ -511,6 +639,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network.eval()
         solver = EluCosFormer()
         solver.network, solver.threshold, solver.noise_m, solver._torch = network, threshold, 0.0, torch
+        solver.mask = mask
         solver.checkpoint = {"output": {"rho_scale_mw": rho_scale}}
         predicted, optimal = [], []
         for d in data:
@@ -523,12 +652,14 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
 
     best, best_state, best_epoch = -math.inf, None, 0
     log.epoch(epoch=0, **validate())
+    every = int(cfg["search_every"])
     for epoch in range(1, int(cfg["epochs"]) + 1):
+        extra = refresh_labels() if search and (not labels or (every > 0 and (epoch - 1) % every == 0)) else {}
         plan = [(i, j) for i in range(len(data)) for j in np.array_split(rng.permutation(n_train), max(1, n_train // bs))]
         sums: dict[str, float] = {}
         for b in rng.permutation(len(plan)):
             i, j = plan[b]
-            t = step(data[i][j], params[i])
+            t = step(data[i][j], params[i], labels[i][j] if search else None)
             optimiser.zero_grad()
             if not torch.isfinite(t["loss"]):
                 continue
@@ -541,14 +672,14 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         if values["val_predicted"] + values["val_optimal"] > best:
             best, best_epoch = values["val_predicted"] + values["val_optimal"], epoch
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        log.epoch(epoch=epoch, **sums, **values)
+        log.epoch(epoch=epoch, **sums, **extra, **values)
 
     p0 = params[0]
     checkpoint = {
         "model": {"name": "ELU-CosFormer" if cfg["attention"] == "elu" else f"CosFormer-{cfg['attention']}",
                   "n_aps": p0.n_aps, "d_model": int(cfg["d_model"]), "heads": int(cfg["heads"]),
                   "layers": int(cfg["layers"]), "attention": cfg["attention"], "feature_seed": seed,
-                  "threshold": threshold},
+                  "threshold": threshold, "mask": mask},
         "state_dict": best_state if best_state is not None else network.state_dict(),
         "output": {"rho_scale_mw": rho_scale},
         "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps},
