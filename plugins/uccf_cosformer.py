@@ -135,6 +135,8 @@ TRAINING_OPTIONS = (
            "local-search labels)", choices=CLUSTER_LOSSES),
     Option("cluster_weight", float, 0.0, "w; 0: the cluster scores keep their prior (docstring: Status)"),
     Option("search_rounds", int, 4, "rounds of the label search (cluster_loss=search)"),
+    Option("search_links", str, "all", "links the search BCE covers: all, or only those the search changed",
+           choices=("all", "changed")),
     Option("search_every", int, 0, "recompute the search labels every this many epochs from the model's "
            "clusters (0: once, from the starting model's)"),
     Option("fairness_weight", float, 1.0, "lambda of (30) [CHOSEN]"),
@@ -525,9 +527,18 @@ class EluCosFormerOpt(EluCosFormer):
     name = "elu-cosformer-opt"
     description = "Optimal UC-CF: the ELU-CosFormer's clusters with closed-form max-min UL/DL power [M22]"
 
+    options_spec = EluCosFormer.options_spec + (
+        Option("refine_rounds", int, 0, "rounds of local search on the closed-form objective from the model's "
+               "clusters (search_clusters; 0: none, the model's clusters as they are)"),
+    )
+
     def solve(self, instances: Instances):
         score, _, _ = self.predict(instances)
-        return um.maxmin_decision(instances, self.clusters(instances, score))
+        clusters = self.clusters(instances, score)
+        rounds = int(self.options["refine_rounds"])
+        if rounds > 0 and instances.params.combiner == "mr":
+            clusters = search_clusters(instances, clusters, score, self.mask, rounds=rounds)[0]
+        return um.maxmin_decision(instances, clusters)
 
 
 
@@ -594,13 +605,13 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
                     start_clusters = hard_clusters(score, p.tau_p, threshold, mask, np.asarray(part.pilot))
                     found, value, start_value = search_clusters(part, start_clusters, score, mask,
                                                                 rounds=int(cfg["search_rounds"]))
-                    out.append(found)
+                    out.append(np.stack([found, start_clusters], axis=-1))
                     gains.append(value / start_value - 1.0)
                 labels.append(np.concatenate(out))
         network.train()
         return {"search_gain": float(np.mean(np.concatenate(gains)))}
 
-    def step(instances: Instances, p, label: np.ndarray | None) -> dict:
+    def step(instances: Instances, p, target: np.ndarray | None) -> dict:
         tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
                                                     _noisy(instances, float(cfg["position_noise_m"]), rng), p)
         score, ul, dl = network(tokens, links, angles, gap)
@@ -620,7 +631,12 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         clusters = torch.as_tensor(hard) + score.double() - score.double().detach()
         coeffs = mr_coefficients_torch(beta, gamma, copilot, clusters, p.n_antennas)
         if search:
-            bce = torch.nn.functional.binary_cross_entropy(score.double().clamp(1e-7, 1 - 1e-7), torch.as_tensor(label))
+            weight = None
+            if cfg["search_links"] == "changed":                 # only the links the search added or dropped
+                changed = target[..., 0] != target[..., 1]
+                weight = torch.as_tensor(changed * (changed.size / max(1, changed.sum())))
+            bce = torch.nn.functional.binary_cross_entropy(score.double().clamp(1e-7, 1 - 1e-7),
+                                                           torch.as_tensor(target[..., 0]), weight=weight)
             return {"loss": mse_ul + mse_dl - lam * fair_powers + float(cfg["cluster_weight"]) * bce,
                     "mse_ul": mse_ul, "mse_dl": mse_dl, "fair_powers": fair_powers, "bce_clusters": bce}
         if not float(cfg["cluster_weight"]):

@@ -301,3 +301,10 @@ def test_bad_training_options_are_one_line_errors_naming_the_choices(option, val
     message = str(error.value)
     assert "\n" not in message and option in message
     assert all(c in message for c in (cf.CLUSTER_LOSSES if option == "cluster_loss" else cf.MASKS))
+
+
+def test_refined_clusters_are_feasible_and_never_worse_than_the_model_s():
+    inst = PROB.sample("mr-k40", 4, seed=9)
+    plain = PROB.evaluate(inst, _solve(cf.EluCosFormerOpt, inst))
+    refined = PROB.evaluate(inst, _solve(cf.EluCosFormerOpt, inst, refine_rounds=2))
+    assert refined.feasible.all() and np.all(refined.objective >= plain.objective * (1 - 1e-9))
