@@ -35,9 +35,20 @@ Heads (eqs. (15)-(20)). Cluster scores ``s_lk = sigmoid(MLP([h_k; f_lk]) + a r_l
 one small MLP shared by all APs on the UE's encoding and the link's features, plus a
 learnable multiple ``a`` (init 2) of the gap ``r_lk`` and bias ``c`` (init 2) as a physics
 prior (without training, the scores rank APs by distance relative to the UE's nearest).
-The pilot-aware mask (eq. 16): every AP keeps its ``tau_p`` highest-scoring UEs, then
-only scores above ``threshold``; a UE left with no AP gets its best AP with room
-(:func:`cfbench.plugins.uccf_baselines.serve_every_ue`), so every cluster respects tau_p.
+The mask (eq. 16), ``mask=`` (the checkpoint's; ``top`` when it records none):
+
+- ``top``: every AP keeps its ``tau_p`` highest-scoring UEs;
+- ``pilot`` (the paper's "pilot-related clustering constraint"): every AP keeps, for each
+  pilot, the one UE of highest score among the UEs on that pilot
+  (:func:`cfbench.plugins.uccf_baselines.top_per_pilot`), so no two copilot UEs share an
+  AP and no AP serves more than tau_p. The pilot indices are ``instances.pilot``, which
+  the system assigns before any clustering (spec A.3); they are not channel knowledge,
+  so the network's input stays "positions only".
+
+then only scores above ``threshold``; a UE left with no AP gets its best AP with room
+(:func:`cfbench.plugins.uccf_baselines.serve_every_ue`; under ``pilot``, room means no
+copilot UE there, else that copilot UE is swapped out if another AP serves it), so every
+cluster respects tau_p and serves every UE.
 UL power ``p_k = p_max sigmoid(.)`` (eqs. 17-18). DL: ``rho_k = rho_scale sigmoid(.)``
 (``rho_scale`` the training labels' maximum, min-max scaling as Sect. V-A step 3), then
 one common factor per instance brings the most loaded AP to its budget ``rho_max``
@@ -53,12 +64,22 @@ clusters from the mask, labels = closed-form max-min UL/DL powers for *those* cl
     F_cluster = (SE^ul(t*_ul(D_st)) + SE^dl(t*_dl(D_st))) / 2            "perron": max-min SE of the clusters
             or  softmin_T over k and link of SE_k(p*, rho*, D_st)      "softmin": label powers, T = 0.02 bit/s/Hz
 
-batch means, from a torch copy of the MR closed forms (:func:`mr_coefficients_torch`,
+or, with ``cluster_loss=search``, ``+ w BCE(s, D_search)`` in place of ``- lambda w F_cluster``,
+where ``D_search`` are clusters found by :func:`search_clusters` (a local search on the
+closed-form max-min objective with the true beta, started from the model's own clusters:
+each round the ``n_ues`` UEs needing the most power try their strongest unserved APs,
+a full AP drops its lowest-score UE, under ``pilot`` the UE's copilot there; the best
+improving move is kept), computed for every training instance once
+(``search_every=0``) or every ``search_every`` epochs (about 95 s per pass over the
+3 x 1024 instances of mr-k20/30/40, 4 rounds, one thread); ``search_links=changed``
+restricts the BCE to the links the search added or dropped.
+
+Batch means, from a torch copy of the MR closed forms (:func:`mr_coefficients_torch`,
 tested equal to the evaluator). ``F_cluster`` is the only path to the cluster scores:
 the hard mask passes gradients straight through (``D_st = hard + s - stop_grad(s)``),
 so a link's score moves with its marginal value to the worst UEs at max-min powers.
 
-Status of the clustering term: neither form trains the clusters here. ``softmin`` (the
+Status of the clustering term: no form trains the clusters here. ``softmin`` (the
 soft minimum over UEs of the SEs at the labels' powers) lowered the validation max-min
 SE of the model's clusters from 0.452 to 0.18-0.20 bit/s/Hz within two epochs (mean of
 mr-k20/30/40): at max-min powers every UE has the same SINR, so it weighs all UEs alike
@@ -70,6 +91,29 @@ default and the shipped weights use ``cluster_weight=0``: the cluster scores are
 untrained prior ``sigmoid(2 r_lk + 2)`` (every AP keeps the tau_p UEs for which it is
 nearest relative to their nearest AP), and training learns the UL and DL power heads
 only: the clustering is not learned.
+
+``search`` (supervised by searched labels, from scratch, 30-epoch recipe, ``cluster_weight=1``,
+``search_every=10``): the labels are good (the search raises the training instances'
+closed-form max-min SE by 6.9 % on average over mr-k20/30/40 from the prior's clusters),
+but the validation max-min SE of the model's clusters went 0.4516 (prior) -> 0.4502
+(epoch 1) -> 0.4471-0.4504 (epochs 2-15, stopped there): what the search fixes is mostly
+the shadowing, which positions cannot show, and BCE on all links mostly retrains the
+ranking the prior already had. ``search_links=changed`` (12 epochs planned,
+``search_every=6``) destroyed the ranking: 0.321 after one epoch, 0.266 after two, ~0
+after three (stopped). The pilot mask does not help the prior either (validation 0.4352
+vs 0.4516 with ``top``; seed-1 mr-k60 0.1160 vs 0.1208): in the MR closed forms an AP that
+serves two copilot UEs adds no contamination (every AP estimates every UE; the
+coherent term of c_kj is there whenever j is strong at k's APs), so the constraint only
+removes choice. The gap to DCC at K = 60 is the shadowing: ranking by the true gap
+``log beta_lk - max_l' log beta_l'k`` with the ``top`` mask gives 0.192 at mr-k60 (DCC 0.149)
+on 40 instances of the training seed's mr-k60 stream (indices 1024-1063), where the
+distance prior gives 0.123.
+
+What does beat the prior is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
+runs :func:`search_clusters` at test time from the model's clusters (it uses the same true
+beta as the closed-form powers this solver already computes): validation 0.4653 (0.4674
+under ``pilot``), seed-1 mr-k40 0.3219 (prior 0.3035, DCC 0.2720), mr-k60 0.1741 (prior
+0.1208, DCC 0.1315), at a median 110 / 205 ms per instance instead of about 13 / 15 ms.
 
 AdamW; the epoch with the best validation score (mean objective of the model's decision plus that of its clusters with closed-form
 power, on held-out instances of each training K) is kept. Training instances come
@@ -85,8 +129,9 @@ scenarios; labels for ``mmse`` cost a Monte Carlo per instance); no dropout.
 
 Weights: ``plugins/weights/uccf-elu-cosformer.pt`` (one model, L = 16, trained on
 ``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread); ``scripts/train_uccf.py`` retrains everything shipped.
-Options: ``weights=PATH``, ``threshold=`` (default: the checkpoint's),
-``position_noise_m=`` (test-time localisation error, seeded per instance).
+Options: ``weights=PATH``, ``threshold=`` and ``mask=`` (default: the checkpoint's),
+``position_noise_m=`` (test-time localisation error, seeded per instance);
+``elu-cosformer-opt`` also ``refine_rounds=`` (default 0: the model's clusters as they are).
 """
 
 from __future__ import annotations
