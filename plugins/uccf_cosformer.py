@@ -118,6 +118,7 @@ runs :func:`search_clusters` at test time from the model's clusters (it uses the
 beta as the closed-form powers this solver already computes): validation 0.4653 (0.4674
 under ``pilot``), seed-1 mr-k40 0.3219 (prior 0.3035, DCC 0.2720), mr-k60 0.1741 (prior
 0.1208, DCC 0.1315), at a median 110 / 205 ms per instance instead of about 13 / 15 ms.
+``scripts/uccf_cluster_checks.py`` reproduces the validation, mask and gauge figures.
 
 AdamW; the epoch with the best validation score (mean objective of the model's decision plus that of its clusters with closed-form
 power, on held-out instances of each training K) is kept. Training instances come
