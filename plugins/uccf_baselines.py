@@ -21,7 +21,7 @@ max-min UL and DL powers of Miretti et al. [M22] (:func:`uccf_model.maxmin_decis
   rho_kl`` (paper: rho_k = sum_l rho_kl) and scales every rho_k by one common factor
   until the most loaded AP meets its budget (:func:`fit_dl_budget`).
 
-The cluster helpers (:func:`top_per_ap`, :func:`serve_every_ue`) are shared with the
+The cluster helpers (:func:`top_per_ap`, :func:`top_per_pilot`, :func:`serve_every_ue`) are shared with the
 learned solver of :mod:`cfbench.plugins.uccf_cosformer`.
 """
 
@@ -49,16 +49,55 @@ def top_per_ap(score: np.ndarray, n_keep: int, allowed: np.ndarray | None = None
     return np.where(np.isfinite(score), out, 0.0)
 
 
-def serve_every_ue(clusters: np.ndarray, score: np.ndarray, tau_p: int) -> np.ndarray:
+def top_per_pilot(score: np.ndarray, pilot: np.ndarray) -> np.ndarray:
+    """0/1 clusters (n, L, K): every AP keeps, for each pilot, the one UE of largest ``score``
+    (n, L, K) among the UEs ``pilot`` (n, K) assigns to it (ties by UE index), so no AP
+    serves two copilot UEs and none serves more UEs than there are pilots."""
+    score = np.asarray(score, dtype=float)
+    pilot = np.asarray(pilot)
+    n, L, K = score.shape
+    out = np.zeros_like(score)
+    for t in range(int(pilot.max()) + 1):
+        on = pilot == t                                                          # (n, K)
+        s = np.where(on[:, None, :], score, -np.inf)
+        best = np.argmax(s, axis=-1)                                             # first of the largest
+        keep = np.isfinite(np.take_along_axis(s, best[..., None], axis=-1))[..., 0]
+        n_idx, l_idx = np.nonzero(keep)
+        out[n_idx, l_idx, best[n_idx, l_idx]] = 1.0
+    return out
+
+
+def serve_every_ue(clusters: np.ndarray, score: np.ndarray, tau_p: int, pilot: np.ndarray | None = None) -> np.ndarray:
     """Give every UE no AP serves one AP, keeping at most ``tau_p`` UEs per AP: UE k goes to
     its AP of largest ``score`` with room; if all of k's APs are full, the best AP drops the
-    UE of lowest score there that other APs also serve. Clusters and score (n, L, K)."""
+    UE of lowest score there that other APs also serve. Clusters and score (n, L, K).
+
+    With ``pilot`` (n, K) an AP also has room for k only if it serves no copilot UE of k, and
+    the UE dropped is the copilot one (when another AP also serves it), so no AP ends up
+    with two copilot UEs. That always succeeds when no pilot has more UEs than there are APs;
+    a UE it cannot place that way is placed by the pilot-blind rule (at most tau_p per AP)."""
     clusters = np.array(clusters, dtype=float, copy=True)
     score = np.asarray(score, dtype=float)
     for i in np.nonzero((clusters.sum(axis=1) == 0).any(axis=1))[0]:
         c, s = clusters[i], score[i]
         for k in np.nonzero(c.sum(axis=0) == 0)[0]:
             order = np.argsort(-s[:, k], kind="stable")
+            if pilot is not None:
+                copilot = np.asarray(pilot[i]) == pilot[i][k]
+                free = [l for l in order if c[l].sum() < tau_p and not (c[l] * copilot).any()]
+                if free:
+                    c[free[0], k] = 1.0
+                    continue
+                placed = False
+                for l in order:
+                    held = [j for j in np.nonzero(c[l] * copilot)[0] if c[:, j].sum() > 1]
+                    if held:
+                        c[l, held[0]] = 0.0
+                        c[l, k] = 1.0
+                        placed = True
+                        break
+                if placed:
+                    continue
             room = [l for l in order if c[l].sum() < tau_p]
             if room:
                 c[room[0], k] = 1.0

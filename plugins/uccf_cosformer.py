@@ -35,9 +35,20 @@ Heads (eqs. (15)-(20)). Cluster scores ``s_lk = sigmoid(MLP([h_k; f_lk]) + a r_l
 one small MLP shared by all APs on the UE's encoding and the link's features, plus a
 learnable multiple ``a`` (init 2) of the gap ``r_lk`` and bias ``c`` (init 2) as a physics
 prior (without training, the scores rank APs by distance relative to the UE's nearest).
-The pilot-aware mask (eq. 16): every AP keeps its ``tau_p`` highest-scoring UEs, then
-only scores above ``threshold``; a UE left with no AP gets its best AP with room
-(:func:`cfbench.plugins.uccf_baselines.serve_every_ue`), so every cluster respects tau_p.
+The mask (eq. 16), ``mask=`` (the checkpoint's; ``top`` when it records none):
+
+- ``top``: every AP keeps its ``tau_p`` highest-scoring UEs;
+- ``pilot`` (the paper's "pilot-related clustering constraint"): every AP keeps, for each
+  pilot, the one UE of highest score among the UEs on that pilot
+  (:func:`cfbench.plugins.uccf_baselines.top_per_pilot`), so no two copilot UEs share an
+  AP and no AP serves more than tau_p. The pilot indices are ``instances.pilot``, which
+  the system assigns before any clustering (spec A.3); they are not channel knowledge,
+  so the network's input stays "positions only".
+
+then only scores above ``threshold``; a UE left with no AP gets its best AP with room
+(:func:`cfbench.plugins.uccf_baselines.serve_every_ue`; under ``pilot``, room means no
+copilot UE there, else that copilot UE is swapped out if another AP serves it), so every
+cluster respects tau_p and serves every UE.
 UL power ``p_k = p_max sigmoid(.)`` (eqs. 17-18). DL: ``rho_k = rho_scale sigmoid(.)``
 (``rho_scale`` the training labels' maximum, min-max scaling as Sect. V-A step 3), then
 one common factor per instance brings the most loaded AP to its budget ``rho_max``
@@ -53,12 +64,22 @@ clusters from the mask, labels = closed-form max-min UL/DL powers for *those* cl
     F_cluster = (SE^ul(t*_ul(D_st)) + SE^dl(t*_dl(D_st))) / 2            "perron": max-min SE of the clusters
             or  softmin_T over k and link of SE_k(p*, rho*, D_st)      "softmin": label powers, T = 0.02 bit/s/Hz
 
-batch means, from a torch copy of the MR closed forms (:func:`mr_coefficients_torch`,
+or, with ``cluster_loss=search``, ``+ w BCE(s, D_search)`` in place of ``- lambda w F_cluster``,
+where ``D_search`` are clusters found by :func:`search_clusters` (a local search on the
+closed-form max-min objective with the true beta, started from the model's own clusters:
+each round the ``n_ues`` UEs needing the most power try their strongest unserved APs,
+a full AP drops its lowest-score UE, under ``pilot`` the UE's copilot there; the best
+improving move is kept), computed for every training instance once
+(``search_every=0``) or every ``search_every`` epochs (about 95 s per pass over the
+3 x 1024 instances of mr-k20/30/40, 4 rounds, one thread); ``search_links=changed``
+restricts the BCE to the links the search added or dropped.
+
+Batch means, from a torch copy of the MR closed forms (:func:`mr_coefficients_torch`,
 tested equal to the evaluator). ``F_cluster`` is the only path to the cluster scores:
 the hard mask passes gradients straight through (``D_st = hard + s - stop_grad(s)``),
 so a link's score moves with its marginal value to the worst UEs at max-min powers.
 
-Status of the clustering term: neither form trains the clusters here. ``softmin`` (the
+Status of the clustering term: no form trains the clusters here. ``softmin`` (the
 soft minimum over UEs of the SEs at the labels' powers) lowered the validation max-min
 SE of the model's clusters from 0.452 to 0.18-0.20 bit/s/Hz within two epochs (mean of
 mr-k20/30/40): at max-min powers every UE has the same SINR, so it weighs all UEs alike
@@ -70,6 +91,34 @@ default and the shipped weights use ``cluster_weight=0``: the cluster scores are
 untrained prior ``sigmoid(2 r_lk + 2)`` (every AP keeps the tau_p UEs for which it is
 nearest relative to their nearest AP), and training learns the UL and DL power heads
 only: the clustering is not learned.
+
+``search`` (supervised by searched labels, from scratch, 30-epoch recipe, ``cluster_weight=1``,
+``search_every=10``): the labels are good (the search raises the training instances'
+closed-form max-min SE by 6.9 % on average over mr-k20/30/40 from the prior's clusters),
+but the validation max-min SE of the model's clusters went 0.4516 (prior) -> 0.4502
+(epoch 1) -> 0.4471-0.4504 (epochs 2-15, stopped there): what the search fixes is mostly
+the shadowing, which positions cannot show, and BCE on all links mostly retrains the
+ranking the prior already had. ``search_links=changed`` (12 epochs planned,
+``search_every=6``) destroyed the ranking: 0.321 after one epoch, 0.266 after two, ~0
+after three (stopped). Fine-tuning the shipped model (``--init``, lr 3e-4, labels once):
+all-links BCE 0.4510, 0.4509, 0.4494, 0.4485, 0.4483, 0.4477 over six epochs;
+``search_links=pairs`` (at each AP, a logistic loss on the added UE's score over the
+dropped one's) 0.445, 0.368, 0.312 (stopped): it learns to favour the bottleneck UEs
+everywhere, not just where shadowing makes them worth it. The pilot mask does not help the prior either (validation 0.4352
+vs 0.4516 with ``top``; seed-1 mr-k60 0.1160 vs 0.1208): in the MR closed forms an AP that
+serves two copilot UEs adds no contamination (every AP estimates every UE; the
+coherent term of c_kj is there whenever j is strong at k's APs), so the constraint only
+removes choice. The gap to DCC at K = 60 is the shadowing: ranking by the true gap
+``log beta_lk - max_l' log beta_l'k`` with the ``top`` mask gives 0.192 at mr-k60 (DCC 0.149)
+on 40 instances of the training seed's mr-k60 stream (indices 1024-1063), where the
+distance prior gives 0.123.
+
+What does beat the prior is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
+runs :func:`search_clusters` at test time from the model's clusters (it uses the same true
+beta as the closed-form powers this solver already computes): validation 0.4653 (0.4674
+under ``pilot``), seed-1 mr-k40 0.3219 (prior 0.3035, DCC 0.2720), mr-k60 0.1741 (prior
+0.1208, DCC 0.1315), at a median 110 / 205 ms per instance instead of about 13 / 15 ms.
+``scripts/uccf_cluster_checks.py`` reproduces the validation, mask and gauge figures.
 
 AdamW; the epoch with the best validation score (mean objective of the model's decision plus that of its clusters with closed-form
 power, on held-out instances of each training K) is kept. Training instances come
@@ -85,8 +134,9 @@ scenarios; labels for ``mmse`` cost a Monte Carlo per instance); no dropout.
 
 Weights: ``plugins/weights/uccf-elu-cosformer.pt`` (one model, L = 16, trained on
 ``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread); ``scripts/train_uccf.py`` retrains everything shipped.
-Options: ``weights=PATH``, ``threshold=`` (default: the checkpoint's),
-``position_noise_m=`` (test-time localisation error, seeded per instance).
+Options: ``weights=PATH``, ``threshold=`` and ``mask=`` (default: the checkpoint's),
+``position_noise_m=`` (test-time localisation error, seeded per instance);
+``elu-cosformer-opt`` also ``refine_rounds=`` (default 0: the model's clusters as they are).
 """
 
 from __future__ import annotations
@@ -101,13 +151,15 @@ from cfbench import Instances, Option, Solver, hookimpl, instance_rng
 from cfbench.api import CfbenchError
 from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
                                training_options)
-from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap
+from cfbench.plugins.uccf_baselines import serve_every_ue, top_per_ap, top_per_pilot
 from cfbench.problems import uccf_model as um
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: attention -> shipped checkpoint in WEIGHTS_DIR (``scripts/train_uccf.py`` retrains them)
 SHIPPED_WEIGHTS = {"elu": "uccf-elu-cosformer.pt"}
 ATTENTIONS = ("elu", "relu", "softmax", "performer")
+MASKS = ("pilot", "top")
+CLUSTER_LOSSES = ("perron", "softmin", "search")
 TRAIN_SEED_OFFSET = 70_000_000
 #: ``instance_rng`` stream of the test-time position noise
 POSITION_NOISE_STREAM = 3101
@@ -127,8 +179,17 @@ TRAINING_OPTIONS = (
     Option("heads", int, 4, "attention heads [CHOSEN]"),
     Option("layers", int, 2, "encoder layers [CHOSEN]"),
     Option("threshold", float, 0.0, "clustering threshold delta [CHOSEN; lost]: 0 keeps tau_p UEs at every AP"),
-    Option("cluster_loss", str, "perron", "F_cluster: perron (max-min SE of the clusters) or softmin"),
+    Option("mask", str, "top", "clustering mask: top (tau_p UEs per AP) or pilot (one UE per pilot per AP)",
+           choices=MASKS),
+    Option("cluster_loss", str, "perron", "cluster term: perron, softmin (F_cluster) or search (BCE to "
+           "local-search labels)", choices=CLUSTER_LOSSES),
     Option("cluster_weight", float, 0.0, "w; 0: the cluster scores keep their prior (docstring: Status)"),
+    Option("search_rounds", int, 4, "rounds of the label search (cluster_loss=search)"),
+    Option("search_links", str, "all", "search loss on: all links (BCE), only those the search changed (BCE), "
+           "or pairs (at each AP, logistic loss on the added UE's score over the dropped one's)",
+           choices=("all", "changed", "pairs")),
+    Option("search_every", int, 0, "recompute the search labels every this many epochs from the model's "
+           "clusters (0: once, from the starting model's)"),
     Option("fairness_weight", float, 1.0, "lambda of (30) [CHOSEN]"),
     Option("position_noise_m", float, 5.0, "std of the position noise of eq. (28), metres [CHOSEN]"),
     Option("grad_clip", float, 1.0, "max gradient norm per step"),
@@ -266,10 +327,97 @@ def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2
     return CosFormerUccf()
 
 
-def hard_clusters(score: np.ndarray, tau_p: int, threshold: float) -> np.ndarray:
-    """Eq. (16): top-tau_p UEs per AP, then scores above ``threshold``; every UE kept served."""
-    mask = top_per_ap(score, tau_p) * (score > threshold)
-    return serve_every_ue(mask, score, tau_p)
+def hard_clusters(score: np.ndarray, tau_p: int, threshold: float, mask: str = "top",
+                  pilot: np.ndarray | None = None) -> np.ndarray:
+    """Eq. (16): ``mask="top"``: every AP keeps its tau_p UEs of largest score; ``"pilot"``:
+    every AP keeps, for each pilot, the UE of largest score among those on it (``pilot``
+    (n, K) needed), so no two copilot UEs share an AP; then scores above ``threshold``;
+    every UE kept served (pilot-aware under ``"pilot"``)."""
+    if mask not in MASKS:
+        raise CfbenchError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    if mask == "pilot":
+        if pilot is None:
+            raise CfbenchError("the pilot mask needs the instances' pilot indices")
+        kept = top_per_pilot(score, pilot) * (score > threshold)
+        return serve_every_ue(kept, score, tau_p, pilot=pilot)
+    kept = top_per_ap(score, tau_p) * (score > threshold)
+    return serve_every_ue(kept, score, tau_p)
+
+
+def maxmin_objective(beta: np.ndarray, gamma: np.ndarray, pilot: np.ndarray, clusters: np.ndarray,
+                     params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The judge's objective ``min(SE^ul, SE^dl)`` (n,) of ``clusters`` (n, L, K) with closed-form
+    max-min powers (MR, A.7-A.8), and those powers."""
+    coeffs = um.mr_coefficients(beta, gamma, pilot, clusters, params.n_antennas)
+    powers = um.maxmin_powers(coeffs, params.p_max_mw, params.rho_max_mw)
+    value = np.minimum(params.ul_pre_log * np.log2(1.0 + powers["ul_sinr"]),
+                       params.dl_pre_log * np.log2(1.0 + powers["dl_sinr"]))
+    served = clusters.sum(axis=1).min(axis=1) > 0
+    return np.where(served, value, -np.inf), powers
+
+
+def search_clusters(instances: Instances, clusters: np.ndarray, score: np.ndarray, mask: str = "top",
+                    rounds: int = 4, n_ues: int = 3, n_aps: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local search on the closed-form max-min objective (true beta, with shadowing), from
+    ``clusters`` (n, L, K). Each round, per instance: the ``n_ues`` UEs that need the most
+    power at max-min (``p_k / p_max + rho_k / max rho``: the bottleneck) each try their
+    ``n_aps`` strongest unserved APs; if the AP is full (``top``) it drops its UE of lowest
+    ``score`` that another AP also serves, under ``pilot`` it drops the UE's copilot there
+    (if another AP serves it) so the pilot rule holds; the best move that raises the
+    objective is kept. Every move keeps tau_p per AP and every UE served, so the result is
+    never worse than the start. Returns the clusters, their objective and the start's (n,)."""
+    p = instances.params
+    beta, gamma = np.asarray(instances.beta, float), np.asarray(instances.gamma, float)
+    pilot = np.asarray(instances.pilot)
+    current = np.array(clusters, dtype=float, copy=True)
+    value, powers = maxmin_objective(beta, gamma, pilot, current, p)
+    start = value.copy()
+    n, L, K = current.shape
+    active = np.ones(n, dtype=bool)
+    for _ in range(int(rounds)):
+        cand, owner = [], []
+        need = powers["ul_power_mw"] / p.p_max_mw + powers["dl_power_mw"] / np.maximum(
+            powers["dl_power_mw"].max(axis=1, keepdims=True), 1e-300)
+        for i in np.nonzero(active)[0]:
+            c = current[i]
+            load = c.sum(axis=1)
+            for k in np.argsort(-need[i], kind="stable")[:n_ues]:
+                unserved = np.nonzero(c[:, k] == 0)[0]
+                for l in unserved[np.argsort(-beta[i, unserved, k], kind="stable")][:n_aps]:
+                    new = c.copy()
+                    if mask == "pilot":
+                        held = np.nonzero(c[l] * (pilot[i] == pilot[i, k]))[0]
+                        if held.size:
+                            j = held[0]
+                            if c[:, j].sum() <= 1:
+                                continue
+                            new[l, j] = 0.0
+                    if new[l].sum() >= p.tau_p:
+                        movable = [j for j in np.nonzero(new[l])[0] if new[:, j].sum() > 1]
+                        if not movable:
+                            continue
+                        new[l, min(movable, key=lambda j: score[i, l, j])] = 0.0
+                    new[l, k] = 1.0
+                    cand.append(new)
+                    owner.append(i)
+        if not cand:
+            break
+        owner = np.asarray(owner)
+        cand = np.stack(cand)
+        v, pw = maxmin_objective(beta[owner], gamma[owner], pilot[owner], cand, p)
+        improved = np.zeros(n, dtype=bool)
+        for i in np.unique(owner):
+            rows = np.nonzero(owner == i)[0]
+            best = rows[np.argmax(v[rows])]
+            if v[best] > value[i] * (1.0 + 1e-9):
+                current[i], value[i] = cand[best], v[best]
+                for key in ("ul_power_mw", "dl_power_mw"):
+                    powers[key][i] = pw[key][best]
+                improved[i] = True
+        active &= improved
+        if not active.any():
+            break
+    return current, value, start
 
 
 def mr_coefficients_torch(beta, gamma, same_pilot_offdiag, clusters, n_antennas: int):
@@ -359,6 +507,7 @@ class EluCosFormer(Solver):
         Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",
                choices=ATTENTIONS),
         Option("threshold", float, None, "clustering threshold delta (default: the checkpoint's)"),
+        Option("mask", str, None, "clustering mask, top or pilot (default: the checkpoint's; top if it has none)"),
         Option("position_noise_m", float, 0.0, "std of the noise added to the UE positions at test time, metres"),
     )
     training_options_spec = TRAINING_OPTIONS
@@ -379,6 +528,10 @@ class EluCosFormer(Solver):
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
         threshold = self.options["threshold"]
         self.threshold = float(self.checkpoint["model"]["threshold"] if threshold is None else threshold)
+        mask = self.options["mask"]
+        self.mask = str(self.checkpoint["model"].get("mask", "top") if mask is None else mask)
+        if self.mask not in MASKS:
+            raise CfbenchError(f"{self.name}: mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
         self.noise_m = self.options["position_noise_m"]
         self._torch = torch
 
@@ -395,7 +548,7 @@ class EluCosFormer(Solver):
         return score, ul, dl
 
     def clusters(self, instances: Instances, score: np.ndarray) -> np.ndarray:
-        return hard_clusters(score, instances.params.tau_p, self.threshold)
+        return hard_clusters(score, instances.params.tau_p, self.threshold, self.mask, np.asarray(instances.pilot))
 
     def solve(self, instances: Instances):
         from cfbench.plugins.uccf_baselines import fit_dl_budget
@@ -425,9 +578,18 @@ class EluCosFormerOpt(EluCosFormer):
     name = "elu-cosformer-opt"
     description = "Optimal UC-CF: the ELU-CosFormer's clusters with closed-form max-min UL/DL power [M22]"
 
+    options_spec = EluCosFormer.options_spec + (
+        Option("refine_rounds", int, 0, "rounds of local search on the closed-form objective from the model's "
+               "clusters (search_clusters; 0: none, the model's clusters as they are)"),
+    )
+
     def solve(self, instances: Instances):
         score, _, _ = self.predict(instances)
-        return um.maxmin_decision(instances, self.clusters(instances, score))
+        clusters = self.clusters(instances, score)
+        rounds = int(self.options["refine_rounds"])
+        if rounds > 0 and instances.params.combiner == "mr":
+            clusters = search_clusters(instances, clusters, score, self.mask, rounds=rounds)[0]
+        return um.maxmin_decision(instances, clusters)
 
 
 
@@ -466,7 +628,8 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     else:
         network = build_network(params[0].n_aps, int(cfg["d_model"]), int(cfg["heads"]), int(cfg["layers"]),
                                 cfg["attention"], feature_seed=seed)
-    threshold = float(cfg["threshold"])
+    threshold, mask = float(cfg["threshold"]), str(cfg["mask"])
+    search = cfg["cluster_loss"] == "search" and float(cfg["cluster_weight"]) > 0
     # rho_scale: the largest DL label of DCC-clustered training instances (min-max scaling, Sect. V-A)
     if start is not None:
         rho_scale = float(start["output"]["rho_scale_mw"])
@@ -476,11 +639,34 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
     bs = int(cfg["batch_size"])
     lam = float(cfg["fairness_weight"])
 
-    def step(instances: Instances, p) -> dict:
+    labels: list[np.ndarray] = []
+
+    def refresh_labels() -> dict:
+        """Search labels of every training instance, from the model's noise-free clusters."""
+        network.eval()
+        labels.clear()
+        gains = []
+        with torch.no_grad():
+            for d, p in zip(data, params):
+                out = []
+                for j in np.array_split(np.arange(n_train), max(1, n_train // 64)):
+                    part = d[j]
+                    score = network(*network_inputs(np.asarray(part.ap_xy_m, float), np.asarray(part.ue_xy_m, float),
+                                                    p))[0].double().numpy()
+                    start_clusters = hard_clusters(score, p.tau_p, threshold, mask, np.asarray(part.pilot))
+                    found, value, start_value = search_clusters(part, start_clusters, score, mask,
+                                                                rounds=int(cfg["search_rounds"]))
+                    out.append(np.stack([found, start_clusters], axis=-1))
+                    gains.append(value / start_value - 1.0)
+                labels.append(np.concatenate(out))
+        network.train()
+        return {"search_gain": float(np.mean(np.concatenate(gains)))}
+
+    def step(instances: Instances, p, target: np.ndarray | None) -> dict:
         tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
                                                     _noisy(instances, float(cfg["position_noise_m"]), rng), p)
         score, ul, dl = network(tokens, links, angles, gap)
-        hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold)
+        hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold, mask, np.asarray(instances.pilot))
         label = um.maxmin_decision(instances, hard)                                      # dynamic supervision
         mse_ul = torch.mean((ul.double() - torch.as_tensor(label["ul_power_mw"] / p.p_max_mw)) ** 2)
         mse_dl = torch.mean((dl.double() - torch.as_tensor(label["dl_power_mw"] / rho_scale)) ** 2)
@@ -495,6 +681,24 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         # clusters straight through (D_st = hard + s - stop_grad(s)) into the max-min SE of the clusters
         clusters = torch.as_tensor(hard) + score.double() - score.double().detach()
         coeffs = mr_coefficients_torch(beta, gamma, copilot, clusters, p.n_antennas)
+        if search:
+            weight = None
+            if cfg["search_links"] == "pairs":                   # added over dropped, at the same AP
+                added = torch.as_tensor((target[..., 0] > target[..., 1]).astype(float))
+                dropped = torch.as_tensor((target[..., 0] < target[..., 1]).astype(float))
+                logit = torch.logit(score.double().clamp(1e-7, 1 - 1e-7))
+                pair = added.unsqueeze(-1) * dropped.unsqueeze(-2)                         # (n, L, k added, j dropped)
+                margin = logit.unsqueeze(-2) - logit.unsqueeze(-1)                          # logit_j - logit_k
+                bce = (torch.nn.functional.softplus(margin) * pair).sum() / torch.clamp(pair.sum(), min=1.0)
+                return {"loss": mse_ul + mse_dl - lam * fair_powers + float(cfg["cluster_weight"]) * bce,
+                        "mse_ul": mse_ul, "mse_dl": mse_dl, "fair_powers": fair_powers, "pair_clusters": bce}
+            if cfg["search_links"] == "changed":                 # only the links the search added or dropped
+                changed = target[..., 0] != target[..., 1]
+                weight = torch.as_tensor(changed * (changed.size / max(1, changed.sum())))
+            bce = torch.nn.functional.binary_cross_entropy(score.double().clamp(1e-7, 1 - 1e-7),
+                                                           torch.as_tensor(target[..., 0]), weight=weight)
+            return {"loss": mse_ul + mse_dl - lam * fair_powers + float(cfg["cluster_weight"]) * bce,
+                    "mse_ul": mse_ul, "mse_dl": mse_dl, "fair_powers": fair_powers, "bce_clusters": bce}
         if not float(cfg["cluster_weight"]):
             fair_clusters = torch.zeros((), dtype=torch.float64)
         elif cfg["cluster_loss"] == "perron":
@@ -511,6 +715,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network.eval()
         solver = EluCosFormer()
         solver.network, solver.threshold, solver.noise_m, solver._torch = network, threshold, 0.0, torch
+        solver.mask = mask
         solver.checkpoint = {"output": {"rho_scale_mw": rho_scale}}
         predicted, optimal = [], []
         for d in data:
@@ -523,12 +728,14 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
 
     best, best_state, best_epoch = -math.inf, None, 0
     log.epoch(epoch=0, **validate())
+    every = int(cfg["search_every"])
     for epoch in range(1, int(cfg["epochs"]) + 1):
+        extra = refresh_labels() if search and (not labels or (every > 0 and (epoch - 1) % every == 0)) else {}
         plan = [(i, j) for i in range(len(data)) for j in np.array_split(rng.permutation(n_train), max(1, n_train // bs))]
         sums: dict[str, float] = {}
         for b in rng.permutation(len(plan)):
             i, j = plan[b]
-            t = step(data[i][j], params[i])
+            t = step(data[i][j], params[i], labels[i][j] if search else None)
             optimiser.zero_grad()
             if not torch.isfinite(t["loss"]):
                 continue
@@ -541,14 +748,14 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         if values["val_predicted"] + values["val_optimal"] > best:
             best, best_epoch = values["val_predicted"] + values["val_optimal"], epoch
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        log.epoch(epoch=epoch, **sums, **values)
+        log.epoch(epoch=epoch, **sums, **extra, **values)
 
     p0 = params[0]
     checkpoint = {
         "model": {"name": "ELU-CosFormer" if cfg["attention"] == "elu" else f"CosFormer-{cfg['attention']}",
                   "n_aps": p0.n_aps, "d_model": int(cfg["d_model"]), "heads": int(cfg["heads"]),
                   "layers": int(cfg["layers"]), "attention": cfg["attention"], "feature_seed": seed,
-                  "threshold": threshold},
+                  "threshold": threshold, "mask": mask},
         "state_dict": best_state if best_state is not None else network.state_dict(),
         "output": {"rho_scale_mw": rho_scale},
         "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps},

@@ -101,6 +101,25 @@ def test_cluster_helpers():
     assert full.sum(axis=1).min() >= 1 and full.sum(axis=2).max() <= 4       # needed evictions
 
 
+
+def test_pilot_mask_keeps_copilot_ues_apart_within_tau_p_and_serves_everyone():
+    inst = PROB.sample("mr-k60", 6, seed=4)
+    rng = np.random.default_rng(1)
+    pilot = np.asarray(inst.pilot)
+    tau_p = inst.params.tau_p
+    for score in (rng.random(inst.beta.shape), np.log(inst.beta), -np.log(inst.beta)):
+        kept = bl.top_per_pilot(score, pilot)
+        for clusters in (kept, bl.serve_every_ue(kept, score, tau_p, pilot=pilot)):
+            per_pilot = np.einsum("nlk,nkt->nlt", clusters, (pilot[..., None] == np.arange(tau_p)).astype(float))
+            assert per_pilot.max() <= 1 and clusters.sum(axis=2).max() <= tau_p
+        assert clusters.sum(axis=1).min() >= 1                                  # every UE served
+    # a copilot swap needed: UE 2 shares pilot 0 with UE 0, which holds it at both APs
+    start = np.array([[[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]])
+    fixed = bl.serve_every_ue(start, rng.random((1, 2, 4)), 2, pilot=np.array([[0, 1, 0, 1]]))
+    assert fixed.sum(axis=1).min() >= 1 and fixed.sum(axis=2).max() <= 2
+    assert fixed[0][:, [0, 2]].sum(axis=1).max() <= 1 and fixed[0][:, [1, 3]].sum(axis=1).max() <= 1
+
+
 # --- the learned solver --------------------------------------------------------------------------
 
 torch = pytest.importorskip("torch")
@@ -247,3 +266,45 @@ def test_training_runs_and_writes_a_loadable_checkpoint(tmp_path):
     inst = PROB.sample("mr-k20", 2, seed=0)
     assert PROB.check_decision(inst, s.solve(inst)) is None
     assert len(cf.load_checkpoint(path)["training"]["history"]) == 2
+
+
+def test_pilot_mask_option_of_the_learned_solver():
+    inst = PROB.sample("mr-k60", 4, seed=5)
+    d = _solve(cf.EluCosFormerOpt, inst, mask="pilot")
+    pilot = np.asarray(inst.pilot)
+    per_pilot = np.einsum("nlk,nkt->nlt", d["clusters"], (pilot[..., None] == np.arange(10)).astype(float))
+    assert per_pilot.max() <= 1 and PROB.evaluate(inst, d).feasible.all()
+    with pytest.raises(cf.CfbenchError, match="top"):
+        _solve(cf.EluCosFormerOpt, inst[:1], mask="nearest")
+
+
+@pytest.mark.parametrize("mask", ["top", "pilot"])
+def test_search_labels_are_never_worse_than_their_start(mask):
+    inst = PROB.sample("mr-k40", 6, seed=6)
+    s = cf.EluCosFormerOpt(mask=mask)
+    s.setup(PROB, "mr-k40")
+    score = s.predict(inst)[0]
+    start = s.clusters(inst, score)
+    found, value, start_value = cf.search_clusters(inst, start, score, mask, rounds=2)
+    judged = PROB.evaluate(inst, um.maxmin_decision(inst, found))
+    np.testing.assert_allclose(judged.objective, value, rtol=1e-7)
+    assert np.all(value >= start_value) and judged.feasible.all()
+    if mask == "pilot":
+        pilot = np.asarray(inst.pilot)
+        assert np.einsum("nlk,nkt->nlt", found, (pilot[..., None] == np.arange(10)).astype(float)).max() <= 1
+
+
+@pytest.mark.parametrize("option, value", [("cluster_loss", "labels"), ("mask", "nearest")])
+def test_bad_training_options_are_one_line_errors_naming_the_choices(option, value):
+    with pytest.raises(cf.CfbenchError) as error:
+        cf.EluCosFormer.train(PROB, ["mr-k10"], samples=2, validation=1, epochs=1, **{option: value})
+    message = str(error.value)
+    assert "\n" not in message and option in message
+    assert all(c in message for c in (cf.CLUSTER_LOSSES if option == "cluster_loss" else cf.MASKS))
+
+
+def test_refined_clusters_are_feasible_and_never_worse_than_the_model_s():
+    inst = PROB.sample("mr-k40", 4, seed=9)
+    plain = PROB.evaluate(inst, _solve(cf.EluCosFormerOpt, inst))
+    refined = PROB.evaluate(inst, _solve(cf.EluCosFormerOpt, inst, refine_rounds=2))
+    assert refined.feasible.all() and np.all(refined.objective >= plain.objective * (1 - 1e-9))
