@@ -170,7 +170,7 @@ def uatf_moments(beta: np.ndarray, rician_factor, power_w, n_antennas: int, n_pi
 
     mean_s_kk = L * np.sum(eta * beta, axis=-2)
     var_s_kk = L * np.sum(eta_sq * (beta ** 2 - los ** 2 + error_var * beta), axis=-2)
-    second_moment = L * np.einsum("...mk,...mi->...ki", eta_sq * estimate_power, beta)
+    second_moment = L * np.matmul(np.swapaxes(eta_sq * estimate_power, -1, -2), beta)   # [k, i]: sum_m (BLAS)
     diagonal = np.arange(n_terminals)
     second_moment[..., diagonal, diagonal] = mean_s_kk ** 2 + var_s_kk
     noise_aw = L * np.sum(eta_sq * estimate_power, axis=-2)
@@ -182,7 +182,7 @@ def uatf_sinr_from_moments(moments: UatFMoments, power_w) -> np.ndarray:
     power_w = np.broadcast_to(np.asarray(power_w, dtype=float), moments.mean_s_kk.shape)
     n_terminals = power_w.shape[-1]
     off_diagonal = 1.0 - np.eye(n_terminals)
-    interference = np.einsum("...ki,...i->...k", moments.second_moment_s_ki * off_diagonal, power_w)
+    interference = np.matmul(moments.second_moment_s_ki * off_diagonal, power_w[..., None])[..., 0]
     desired = power_w * moments.mean_s_kk ** 2
     return desired / (power_w * moments.var_s_kk + interference + moments.noise_aw)
 

@@ -95,8 +95,8 @@ def _least_power_map(coefficients, target_sinr, power_w, served, p_min_w):
     c = coefficients
     n_p = c.n_pilot
     a = c.mean ** 2 / target_sinr[..., None] - c.v
-    b = c.u * (1.0 + 1.0 / n_p) + np.einsum("...ki,...i->...k", c.g, power_w)
-    cc = (np.einsum("...ki,...i->...k", c.f, power_w) + c.z) / n_p
+    b = c.u * (1.0 + 1.0 / n_p) + np.matmul(c.g, power_w[..., None])[..., 0]
+    cc = (np.matmul(c.f, power_w[..., None])[..., 0] + c.z) / n_p
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(a > 0, (b + np.sqrt(b * b + 4.0 * a * cc)) / (2.0 * a), np.inf)
     return np.where(served, np.maximum(root, p_min_w), p_min_w)

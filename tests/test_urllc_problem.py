@@ -135,6 +135,43 @@ def test_sinr_coefficients_equal_the_uatf_closed_form():
     assert not np.allclose(wrong.sinr(power[1]), direct[1], rtol=1e-3)
 
 
+@pytest.mark.parametrize("scenario", ["k50", "stress-k60", "alpha0.4"])
+def test_sinr_factors_equal_the_uatf_closed_form(scenario):
+    """The evaluator's O(M K) regrouping (no K x K matrices) against the moments and against
+    the coefficients, over powers spanning p_min..p_max (a terminal's own term dominates its
+    nearest APs' received power, where the subtraction loses digits)."""
+    inst = PROBLEM.sample(scenario, 6, seed=21)
+    p = inst.params
+    power = np.exp(np.random.default_rng(1).uniform(np.log(p.p_min_w), np.log(p.p_max_w), inst.beta.shape[::2]))
+    direct = um.uatf_sinr(inst.beta, inst.rician_factor, power, p.n_antennas, p.n_pilot)
+    factors = u.SinrFactors.from_instances(inst)
+    np.testing.assert_allclose(factors.sinr(power), direct, rtol=1e-12)
+    np.testing.assert_allclose(factors.sinr(power), u.SinrCoefficients.from_instances(inst).sinr(power), rtol=1e-12)
+    one = u.SinrFactors.from_lsf(inst.beta[2], inst.rician_factor[2], p.n_antennas, p.n_pilot)
+    np.testing.assert_allclose(one.sinr(power[2]), direct[2], rtol=1e-12)
+    wrong = u.SinrFactors.from_lsf(inst.beta, inst.rician_factor, 2 * p.n_antennas, p.n_pilot)
+    assert not np.allclose(wrong.sinr(power), direct, rtol=1e-3)
+
+
+def test_reliability_verdict_is_remembered_per_instance_not_per_batch(monkeypatch):
+    """n_unreachable_eps is computed once per instance (the judge's cache), whatever batch it
+    comes in, and a changed instance is not mistaken for a remembered one."""
+    inst = PROBLEM.sample("stress-k40", 5, seed=4)
+    calls = []
+    real = u.Urllc._unreachable_terminals
+    monkeypatch.setattr(u.Urllc, "_unreachable_terminals",
+                        lambda self, x: calls.append(len(x)) or real(self, x))
+    monkeypatch.setattr(u, "_UNREACHABLE_CACHE", type(u._UNREACHABLE_CACHE)())
+    batch = PROBLEM.unreachable_terminals(inst)
+    single = [PROBLEM.unreachable_terminals(inst[np.array([i])])[0] for i in range(5)]
+    np.testing.assert_array_equal(batch, single)
+    np.testing.assert_array_equal(batch, real(PROBLEM, inst))
+    assert calls == [5]
+    weaker = dataclasses.replace(inst, arrays={**inst.arrays, "beta": inst.beta * 1e-3})   # same seed and index
+    assert np.sum(PROBLEM.unreachable_terminals(weaker)) > np.sum(batch)
+    assert calls == [5, 5]
+
+
 # --- the evaluator ----------------------------------------------------------------------
 
 def test_evaluator_matches_hand_computation_on_tiny():
