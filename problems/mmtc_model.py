@@ -156,16 +156,26 @@ def coexistence_coefficients(user_gain: np.ndarray, device_gain: np.ndarray, use
         (L + 1) * ((L + 1) * g * (L * g + 4 * psi_d) + 2 * psi_d ** 2) - L * (psi_d + L * g) ** 2))
     chi = N * L * (L + 1) * zeta[None, :] * np.einsum("nmd->nd", b * hb ** 4 * g * psi_d * ((L + 1) * g + psi_d))
 
-    x = energy[None, None, None, :] * gain[:, :, None, :] * share[:, None, Ku:, :]  # (n, M, Kd, T): x_mdk
-    interferer_gain = gain[:, :, None, :]                          # beta_mk (alpha_mu for users)
-    if printed_eps_dk:  # the printed (19): tilde_beta_{m,d,k} in place of beta_mk for devices
-        interferer_gain = np.concatenate([np.broadcast_to(interferer_gain[..., :Ku], x[..., :Ku].shape),
-                                          x[..., Ku:]], axis=-1)
-    per_ap = (b * hb ** 4 * g)[..., None] * interferer_gain * (
-        (L + 1) * psi_d[..., None] ** 2 + (L + 1) ** 2 * psi_d[..., None] * (g[..., None] + x)
-        + L * (2 * L + 1) * g[..., None] * x)
-    incoherent_d = N * L * zeta[None, :, None] * per_ap.sum(axis=1)               # (n, Kd, T)
-    coherent_sum = np.einsum("nmd,nmdk->ndk", b * hb ** 2 * g, np.broadcast_to(interferer_gain, x.shape))
+    # (19) summed over the APs without the (n, M, Kd, T) array: with x_mdk = e_k beta_mk s_dk
+    # (s_dk = 1 when d and k share a pilot) and the interferer's gain I_mdk = beta_mk, the
+    # per-AP term c_md I_mdk (A_md + B_md x_mdk) sums to matrix products over m:
+    #   c = b hat_beta^4 tilde_beta_dd,  A = (L+1) Psi^2 + (L+1)^2 Psi tilde_beta_dd,
+    #   B = (L+1)^2 Psi + L (2L+1) tilde_beta_dd.
+    # The printed (19) (``printed_eps_dk``) uses I_mdk = x_mdk for device interferers, so
+    # their term is c (A x + B x^2) with x^2 = e_k^2 beta_mk^2 s_dk.
+    c = b * hb ** 4 * g
+    coef_a = (L + 1) * psi_d ** 2 + (L + 1) ** 2 * psi_d * g
+    coef_b = (L + 1) ** 2 * psi_d + L * (2 * L + 1) * g
+    ca, cb = np.swapaxes(c * coef_a, 1, 2), np.swapaxes(c * coef_b, 1, 2)           # (n, Kd, M)
+    share_d = share[:, Ku:, :]                                                      # s_dk, (n, Kd, T)
+    summed = ca @ gain + share_d * energy * (cb @ gain ** 2)                        # sum_m per-AP term
+    coherent_gain = np.swapaxes(b * hb ** 2 * g, 1, 2)                              # (n, Kd, M)
+    coherent_sum = coherent_gain @ gain                                             # sum_m (.) I_mdk
+    if printed_eps_dk:
+        dev_gain, e_dev = gain[..., Ku:], energy[Ku:]
+        summed[..., Ku:] = share_d[..., Ku:] * (e_dev * (ca @ dev_gain) + e_dev ** 2 * (cb @ dev_gain ** 2))
+        coherent_sum[..., Ku:] = share_d[..., Ku:] * e_dev * (coherent_gain @ dev_gain)
+    incoherent_d = N * L * zeta[None, :, None] * summed                             # (n, Kd, T)
     chips = np.concatenate([np.full((Kd, Ku), N), np.asarray(chip_xcorr_sq, float)], axis=1)  # (Kd, T)
     coherent_d = (chips[None] * L ** 4 * zeta[None, :, None] * energy[None, None, :] * share[:, Ku:, :]
                   * coherent_sum ** 2)

@@ -341,3 +341,43 @@ def test_sinrs_use_the_coefficients_as_in_13_and_17():
     np.testing.assert_allclose(oma.user_sinr(p, np.zeros_like(q)), batched.user_sinr(p, np.zeros_like(q)), rtol=1e-12)
     np.testing.assert_allclose(oma.device_sinr(np.zeros_like(p), q), batched.device_sinr(np.zeros_like(p), q),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("printed", [False, True])
+def test_device_interference_sum_equals_the_per_ap_terms_of_eq_19(printed):
+    """The evaluator sums (19) over the APs as matrix products; here the same terms are formed
+    AP by AP, interferer by interferer, as the equation is printed (an (M, K_d, T) array per
+    drop), on drops with shared pilots and partial service."""
+    from cfbench.problems.mmtc import Mmtc
+
+    problem = Mmtc()
+    inst = problem.sample("ku2-kd10-m10-ms5", 3, seed=17)
+    p = inst.params
+    L, N, Ku = float(p.n_antennas), float(p.device_spreading), p.n_users
+    e = np.concatenate([np.full(Ku, p.n_pilot * p.user_max_power_w), np.full(p.n_devices, p.n_pilot * p.device_max_power_w)])
+    c = mm.coexistence_coefficients(inst.user_gain, inst.device_gain, inst.user_serving, inst.device_serving,
+                                    inst.user_pilot, inst.device_pilot, e[:Ku], e[Ku:], p.chip_xcorr_sq(),
+                                    p.n_antennas, p.device_spreading, printed_eps_dk=printed)
+    chips = np.concatenate([np.full((p.n_devices, Ku), N), p.chip_xcorr_sq()], axis=1)
+    for n in range(len(inst)):
+        gain = np.concatenate([inst.user_gain[n], inst.device_gain[n]], axis=1)          # (M, T)
+        pilot = np.concatenate([inst.user_pilot[n], inst.device_pilot[n]])
+        share = (pilot[:, None] == pilot[None, :]).astype(float)
+        psi = (gain * e) @ share + 1.0                                                    # (M, T), eq. (4)
+        b = inst.device_serving[n]
+        expected = np.zeros((p.n_devices, Ku + p.n_devices))
+        for d in range(p.n_devices):
+            t = Ku + d
+            g_dd = e[t] * gain[:, t]
+            hat = gain[:, t] / psi[:, t]
+            for k in range(Ku + p.n_devices):
+                x = e[k] * gain[:, k] * share[t, k]
+                interferer = x if (printed and k >= Ku) else gain[:, k]
+                incoherent = N * L * e[t] * np.sum(b[:, d] * hat ** 4 * g_dd * interferer * (
+                    (L + 1) * psi[:, t] ** 2 + (L + 1) ** 2 * psi[:, t] * (g_dd + x) + L * (2 * L + 1) * g_dd * x))
+                coherent = (chips[d, k] * L ** 4 * e[t] * e[k] * share[t, k]
+                            * np.sum(b[:, d] * hat ** 2 * g_dd * interferer) ** 2)
+                expected[d, k] = incoherent + coherent
+        np.fill_diagonal(expected[:, Ku:], 0.0)
+        np.testing.assert_allclose(c.eps_dev[n], expected[:, Ku:], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(c.eps_user[n], expected[:, :Ku], rtol=1e-12, atol=0)

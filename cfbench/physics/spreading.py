@@ -67,8 +67,12 @@ def signatures(n_devices: int, length: int) -> np.ndarray:
     return np.stack([np.roll(base, s) for s in signature_shifts(n_devices, length)])
 
 
+@functools.lru_cache(maxsize=256)
 def signature_cross_correlation_sq(n_devices: int, length: int) -> np.ndarray:
     """``|c_d^H c_k|^2`` for every pair, shape ``(K_d, K_d)``: ``N^2`` on the diagonal
-    and for reused shifts, 1 for distinct shifts of an m-sequence (``N >= 3``)."""
+    and for reused shifts, 1 for distinct shifts of an m-sequence (``N >= 3``). Remembered
+    per (K_d, N), since every evaluation needs it; the array is read-only."""
     c = signatures(n_devices, length)
-    return np.abs(c @ c.T) ** 2
+    x = np.abs(c @ c.T) ** 2
+    x.setflags(write=False)
+    return x
