@@ -189,6 +189,9 @@ def cmd_run(args) -> int:
     if existing and not modes:
         raise CfbenchError(f"{str(out)!r} already holds results.parquet; choose another --out, "
                            "pass --append to add solvers to it, --resume to finish it, or --overwrite")
+    if not existing and modes and modes[0] in ("append", "resume"):
+        raise CfbenchError(f"--{modes[0]}: {str(out)!r} holds no run (no results.parquet); check --out, "
+                           f"or drop --{modes[0]} to start a new run there")
     given: dict[str, dict] = {}
     for name, key, value in args.set or []:
         if name not in solvers:

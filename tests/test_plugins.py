@@ -104,3 +104,37 @@ def test_interrupted_run_keeps_finished_solvers(plugin_path, tmp_path):
     assert list(rows["solver"][:2]) == ["equal", "equal"] and (rows["status"] == "ok").all()
     # instance 1 of 'hangs' may have finished beside the hanging instance 0; instance 0 never does
     assert list(rows[rows["solver"] == "hangs"]["instance"]) in ([], [1])
+
+
+
+def test_interrupt_before_any_solve_finished_leaves_a_resumable_run(plugin_path, tmp_path):
+    """The folder is a valid (empty, incomplete) run from the start, so the printed --resume
+    command works even when nothing had finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "nothing"
+    env = dict(os.environ, PYTHONPATH=str(plugin_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cfbench.cli", "run", "--problem", "sum-ee", "--scenario", "tiny",
+         "--solvers", "hangs", "--instances", "1", "--workers", "1", "--out", str(out), "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "results.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "0 of 1 solves kept" in stderr and "--resume" in stderr
+    assert len(pd.read_parquet(out / "results.parquet")) == 0
+    resumed = subprocess.run([sys.executable, "-m", "cfbench.cli", "run", "--problem", "sum-ee", "--scenario", "tiny",
+                              "--solvers", "hangs", "--instances", "1", "--workers", "1", "--out", str(out), "--quiet",
+                              "--resume", "--timeout", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert list(pd.read_parquet(out / "results.parquet")["status"]) == ["timeout"]

@@ -109,6 +109,14 @@ def test_resume_and_append_on_a_corrupted_run_lose_nothing(run_dir, tmp_path, ca
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize("mode", ["--resume", "--append"])
+def test_resume_and_append_without_a_run_are_refused(tmp_path, capsys, mode):
+    """A mistyped --out with --resume must not silently start a fresh run somewhere else."""
+    line = one_line_error(capsys, [*RUN, "--out", tmp_path / "typo", mode])
+    assert mode in line and "holds no run" in line and str(tmp_path / "typo") in line
+    assert not (tmp_path / "typo").exists()
+
+
 def test_append_to_a_run_of_another_seed_loses_nothing(run_dir, tmp_path, capsys):
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder)
