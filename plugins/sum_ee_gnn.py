@@ -94,6 +94,7 @@ TABLE_II = ("5ap-10ue", "10ap-10ue", "15ap-15ue")
 #: instances for training come from seeds TRAIN_SEED_OFFSET + seed (disjoint from benchmark seeds)
 TRAIN_SEED_OFFSET = 80_000_000
 MODES = ("paper", "no-kappa", "deterministic")
+RELU_GRADS = {"exact": 0.0, "leaky": 0.1}
 #: floor of the gains before the log (off-diagonal MRT gains can be exactly orthogonal)
 GAIN_FLOOR = 1e-20
 
@@ -108,6 +109,8 @@ TRAINING_OPTIONS = (
     Option("dkappa", float, 1e-3, "step of kappa in (8) (Table I: learning rate for kappa)"),
     Option("h", int, 50, "steps with kappa = 0 and window of the support mean in (8)"),
     Option("mode", str, "paper", "paper | no-kappa (kappa = 0) | deterministic (b = a, no sampling)"),
+    Option("relu_grad", str, "exact", "exact (the paper) | leaky: not in the paper, a gradient of slope 0.1 "
+                                      "through switched-off links (forward unchanged)"),
     Option("width", int, 8, "features per channel category (node features are 4 * width wide)"),
     Option("layers", int, 3, "message-passing rounds (10)"),
     Option("input_mean_shift", float, 0.0, "eps of Sect. V: mu' = mu - eps (log10 units)"),
@@ -245,11 +248,17 @@ def input_statistics(gain_over_noise: np.ndarray, mean_shift: float, std_shift: 
     return {"mean": mu - mean_shift, "std": sigma - std_shift, "raw_mean": mu, "raw_std": sigma}
 
 
-def support(z_a, z_w, params):
-    """Lower end ``a`` and width ``w = b - a`` of the support, (B, K, L), in W."""
+def support(z_a, z_w, params, leak: float = 0.0):
+    """Lower end ``a`` and width ``w = b - a`` of the support, (B, K, L), in W. ``leak`` > 0
+    keeps the forward value ``ReLU(z_a)`` (exact zeros) but back-propagates through
+    ``z_a < 0`` with slope ``leak`` (training option ``relu_grad=leaky``)."""
     torch = _torch()
     scale = params.ap_power_budget_w / params.n_ues
-    return scale * torch.relu(z_a), scale * torch.nn.functional.softplus(z_w)
+    a = torch.relu(z_a)
+    if leak > 0:
+        below = leak * torch.clamp(z_a, max=0.0)
+        a = a + (below - below.detach())      # adds exactly 0 forward, slope ``leak`` backward
+    return scale * a, scale * torch.nn.functional.softplus(z_w)
 
 
 def fit_budget_torch(p, budget: float):
@@ -302,6 +311,8 @@ class SumEEGnn(Solver):
 def check_training_cfg(cfg: dict) -> None:
     if cfg["mode"] not in MODES:
         raise CfbenchError(f"gnn training: mode must be one of {', '.join(MODES)}, got {cfg['mode']!r}")
+    if cfg["relu_grad"] not in RELU_GRADS:
+        raise CfbenchError(f"gnn training: relu_grad must be one of {', '.join(RELU_GRADS)}, got {cfg['relu_grad']!r}")
     for key in ("samples_per_instance", "width", "layers", "h"):
         if int(cfg[key]) < 1:
             raise CfbenchError(f"gnn training: {key} must be >= 1, got {cfg[key]}")
@@ -325,12 +336,12 @@ def kappa_update(kappa: float, psi_history: list[float], h: int, dkappa: float) 
     return max(0.0, kappa - dkappa / 2.0)
 
 
-def step_terms(network, x, gains, params, mode: str, n_draws: int, generator=None):
-    """The sampled objective, support and deterministic EE of one batch (Section III)."""
+def step_terms(network, x, gains, params, mode: str, n_draws: int, generator=None, leak: float = 0.0):
+    """The sampled objective and the support of one batch (Section III)."""
     torch = _torch()
     from cfbench.problems.sum_ee_torch import sum_ee
 
-    a, w = support(*network(x), params)
+    a, w = support(*network(x), params, leak)
     budget = params.ap_power_budget_w
     if mode == "deterministic":
         w = torch.zeros_like(w)
@@ -420,7 +431,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
             i, rows = plan[b]
             d = data[i]
             t = step_terms(network, d["x"][rows], d["g"][rows], d["params"], mode,
-                           int(cfg["samples_per_instance"]), generator)
+                           int(cfg["samples_per_instance"]), generator, RELU_GRADS[cfg["relu_grad"]])
             loss = -(t["objective"] - kappa * t["psi"])                  # -(7)
             optimiser.zero_grad()
             loss.backward()

@@ -136,6 +136,17 @@ def test_budget_respected_and_exact_zeros_possible(tmp_path):
     assert PROBLEM.evaluate(inst, {"power_w": full}).feasible.all()
 
 
+def test_leaky_relu_grad_keeps_the_forward_and_lets_off_links_learn():
+    p = PROBLEM.scenario_params("tiny")
+    z = torch.tensor([[-1.0, 0.5]], requires_grad=True)
+    exact, _ = gnn.support(z, torch.zeros(1, 2), p)
+    leaky, _ = gnn.support(z, torch.zeros(1, 2), p, leak=0.1)
+    assert torch.equal(exact, leaky) and exact[0, 0].item() == 0.0
+    (grad,) = torch.autograd.grad(leaky.sum(), z)
+    scale = p.ap_power_budget_w / p.n_ues
+    np.testing.assert_allclose(grad.numpy(), [[0.1 * scale, scale]])
+
+
 def test_kappa_follows_eq_8():
     h, dk = 3, 0.1
     assert gnn.kappa_update(0.5, [1.0, 1.0, 1.0], h, dk) == 0.0                  # i <= h: kappa = 0
@@ -144,11 +155,11 @@ def test_kappa_follows_eq_8():
     assert gnn.kappa_update(0.02, [3.0, 3.0, 3.0, 1.0], h, dk) == 0.0            # never below 0
 
 
-@pytest.mark.parametrize("mode", gnn.MODES)
-def test_short_training_on_tiny_raises_the_objective(tmp_path, mode):
+@pytest.mark.parametrize("mode, relu_grad", [(m, "exact") for m in gnn.MODES] + [("paper", "leaky")])
+def test_short_training_on_tiny_raises_the_objective(tmp_path, mode, relu_grad):
     torch.set_num_threads(1)
     path = gnn.train(PROBLEM, ["tiny"], seed=0, out=tmp_path / "w.pt", samples=256, validation=32, epochs=4,
-                     batch_size=32, mode=mode, h=5)
+                     batch_size=32, mode=mode, h=5, relu_grad=relu_grad)
     ckpt = load_checkpoint(path)
     history = ckpt["training"]["history"]
     assert history[-1]["val_ee_tiny"] > history[0]["val_ee_tiny"]
@@ -165,6 +176,8 @@ def test_bad_training_options_fail_in_one_line(tmp_path):
         gnn.train(PROBLEM, ["tiny"], bogus=1)
     with pytest.raises(CfbenchError, match="mode must be one of paper, no-kappa, deterministic"):
         gnn.train(PROBLEM, ["tiny"], mode="stochastic")
+    with pytest.raises(CfbenchError, match="relu_grad must be one of exact, leaky"):
+        gnn.train(PROBLEM, ["tiny"], relu_grad="soft")
     bad = run_cli("train", "--solver", "gnn", "--problem", "sum-ee", "--scenario", "tiny", "--set", "mode=nope",
                   "--out", str(tmp_path / "w.pt"))
     assert bad.returncode != 0 and "mode must be one of" in bad.stderr
