@@ -3,7 +3,7 @@
 One model across the three Table II configurations (the nodes and the SINRnet
 are size-agnostic), plus the two ablations of the same data and budget::
 
-    python scripts/train_sum_ee_gnn.py            # train (about 3 x 10 min on one loaded core), then plot
+    python scripts/train_sum_ee_gnn.py            # train (about 4 x 10 min on one loaded core), then plot
     python scripts/train_sum_ee_gnn.py --plots    # only redraw the PNGs from the checkpoints' histories
 
 Each run is a plain ``cfbench train`` command (printed before it runs). The
@@ -26,6 +26,8 @@ RUNS = {
     "gnn-sum-ee.pt": [],                                            # the paper's recipe (mode=paper)
     "gnn-sum-ee-no-kappa.pt": ["--set", "mode=no-kappa"],           # ablation: kappa = 0
     "gnn-sum-ee-deterministic.pt": ["--set", "mode=deterministic"],  # ablation: b = a, no sampling
+    # the same recipe for twice the steps: 24 more epochs from gnn-sum-ee.pt (lr 3e-4 -> 1e-7)
+    "gnn-sum-ee-48ep.pt": ["--init", "plugins/weights/gnn-sum-ee.pt", "--set", "lr=3e-4"],
 }
 PLOTS = ROOT / "results" / "reference" / "sum-ee" / "gnn"
 
