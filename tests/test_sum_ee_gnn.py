@@ -249,3 +249,11 @@ def test_shipped_weights_feasible_fast_and_between_nearest_ap_and_sca(scenario):
 def test_quality_bar_90_percent_of_sca(scenario):
     s_net, s_sca, _, _ = _gnn_and_sca(scenario)
     assert s_net.objective.mean() >= 0.9 * s_sca.objective.mean(), (s_net.objective.mean(), s_sca.objective.mean())
+
+
+def test_registered_through_entry_points():
+    from cfbench.registry import build_registry
+
+    assert "gnn" in set(build_registry().solvers_for("sum-ee"))
+    assert [c.name for c in gnn.cfbench_solvers()] == ["gnn"]
+    assert gnn.SumEEGnn.kind == "learned" and gnn.SumEEGnn.solves_batches
