@@ -109,7 +109,7 @@ GAIN_FLOOR = 1e-20
 TRAINING_OPTIONS = (
     Option("samples", int, 1024, "training instances per scenario (paper: 10 240 in total)"),
     Option("validation", int, 64, "validation instances per scenario (model selection)"),
-    Option("epochs", int, 20, "passes over the training instances"),
+    Option("epochs", int, 24, "passes over the training instances (the shipped weights: 24)"),
     Option("batch_size", int, 64, "instances per step (Table I: 64)"),
     Option("samples_per_instance", int, 8, "draws u ~ U(0,1) per instance for the expectation (5)"),
     Option("lr", float, 1e-3, "initial Adam learning rate (Table I)"),
