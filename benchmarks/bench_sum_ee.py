@@ -61,3 +61,27 @@ class SolverLatency:
 
     def time_solve(self, scenario, solver):
         self.solver.solve(self.instance)
+
+
+class GnnInference:
+    """The learned ``gnn`` (shipped weights): one instance, and one batch of 1024 in a single
+    vectorised forward pass (``solves_batches``), after setup and a warm-up, on one thread."""
+
+    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], [1, 1024])
+    param_names = ["scenario", "n_instances"]
+    timeout = 300
+
+    def setup(self, scenario, n):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("sum-ee")
+        self.solver = registry.solver("sum-ee", "gnn").cls()
+        self.solver.setup(self.problem, scenario)
+        self.instances = self.problem.sample(scenario, n, seed=5)
+        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
+
+    def time_solve(self, scenario, n):
+        self.solver.solve(self.instances)
+
+    def peakmem_solve(self, scenario, n):
+        self.solver.solve(self.instances)

@@ -1,0 +1,476 @@
+"""``gnn``: the GNN with nested SINRnet of Raghunath, Peng, Jorswieck, trained without labels.
+
+Paper: ``shared/papers/sum_ee_downlink_gnn.txt`` (Sections III-V, Table I); problem (1)
+with the spec's per-AP budget ``sum_k p_kl <= P_max``.
+
+Graph (Section IV). Every AP is a node; node ``l`` holds its K x K matrix of
+effective MRT gains ``H_l = [h_l,kj]`` (eq. 2; the instance stores them over the
+noise power). Node features are K x K x C tensors, one C-vector per entry
+``(k, j)`` (receiver k, beam j).
+
+SINRnet layer (eq. 11). For entry ``(k, j)`` the output is the concatenation over
+four channel categories ``c`` of the mean of ``ReLU(W^c F_{k'j'} + b^c)`` over the
+entries ``(k', j')`` of the category, defined relative to the entry by the place
+of the channels in the SINR:
+
+1. useful signals: the diagonal entries ``(k, k)`` and ``(j, j)`` of the
+   receiver and the beam of the entry (one entry when ``k = j``);
+2. interference received by UE k: row k off the diagonal, ``(k, j'), j' != k``;
+3. interference caused by beam j: column j off the diagonal, ``(k', j), k' != j``;
+4. all interference channels: every off-diagonal entry.
+
+A common permutation of the UEs (rows and columns alike) permutes these sets,
+so the layer is permutation-equivariant over UEs, and it works for any K
+(means, not sums; a category that is empty for K = 1 contributes zeros).
+
+Message passing (eq. 10): ``x_l <- gamma(x_l, mean_{j != l} phi(x_j))``. Each
+node's message ``phi(x_j)`` is computed once and broadcast (no edge feature and
+no dependence on the receiving node, as the paper's "computed once and
+broadcast"); the aggregator is the mean over the other APs; ``phi`` is one
+SINRnet layer, ``gamma`` one SINRnet layer on the concatenation of ``x_l`` and the
+aggregated message. The same functions at every node make the network
+equivariant to permutations of the APs and size-agnostic: one model serves
+every (K, L) (the shipped one is trained on the three Table II configurations).
+``layers`` message-passing rounds of width ``4 * width``; the readout is a
+linear map of each diagonal entry ``(k, k)`` of node l to two numbers
+``z_a, z_w`` for link (k, l).
+
+Input scaling (Section V). The gains span ten decades, so the input is
+``(log10 h_l,kj - mu') / sigma'`` with ``mu``, ``sigma`` the mean and deviation of
+``log10 h`` over the training instances and ``mu' = mu - eps``,
+``sigma' = sigma - eps'`` (the paper's shifted standardisation; options
+``input_mean_shift`` = eps and ``input_std_shift`` = eps', default 0: plain
+standardisation of the log gains, since the paper does not give its values).
+A second input channel marks the diagonal.
+
+Output. ``a = (P_max / K) ReLU(z_a)`` (exact zeros possible) and the support
+width ``w = b - a = (P_max / K) softplus(z_w)`` (the paper's two GNNs
+``alpha_delta`` and ``beta_theta``, here two heads on one trunk). A power matrix
+whose AP load ``sum_k p_kl`` exceeds ``P_max`` is scaled down on that AP, so
+every output (sampled or not) is feasible. At inference the decision is the
+lower end ``a`` (the paper's ``alpha_delta(H')``), scaled onto the budget.
+
+Unsupervised loss (Section III, eqs. 5-8). Per batch::
+
+    L = -( mean_{n, s} J(H_n, fit(a_n + w_n * u_ns)) - kappa * mean_n 1^T w_n ),   u_ns ~ U(0, 1)^{K x L},
+
+``samples_per_instance`` draws per instance (reparametrisation trick, eq. 5),
+``psi = 1^T (b - a)`` (6), ``J`` from :mod:`cfbench.problems.sum_ee_torch`
+(tested equal to the evaluator). kappa follows eq. (8) after every step:
+0 for the first ``h`` steps, then ``+ dkappa`` if the mean support of the last
+``h`` steps is <= the current support, else ``max(0, kappa - dkappa / 2)``.
+Adam; the learning rate decays along a cosine from ``lr`` to ``lr_final`` over
+all steps (Table I: 1e-3 -> 1e-7; the paper does not name its scheduler).
+Batches never mix configurations. The epoch with the best mean validation EE
+(at the deterministic output ``a``) is kept.
+
+Ablations (option ``mode``): ``paper`` (the above), ``no-kappa`` (kappa = 0
+throughout: no support regularisation) and ``deterministic`` (``b = a``, no
+sampling: plain gradient ascent of J through the network). Option
+``relu_grad=leaky`` (not in the paper) back-propagates through switched-off
+links with slope 0.1; trained from scratch it drove every ``z_a`` below zero
+while the support was still wide (``a = 0`` on every link by epoch 2, the EE
+carried by the sampling alone); started from the trained 24-epoch model it
+lowered the training objective from 8 to about 2.5 within one epoch and the
+loss turned non-finite at epoch 11. It is
+not used for any shipped weights. Steps with a non-finite loss are skipped
+(``skipped_steps`` in the history).
+
+Status (README, "Learned solver: gnn"): with 1,152 steps on one core (the
+paper: 120K) the shipped model reaches 78-84 % of the converged SCA's mean EE
+on held-out instances, feasible everywhere and about 330x faster.
+
+Data: ``samples`` + ``validation`` instances per scenario drawn by the
+scenario's generator at seed ``TRAIN_SEED_OFFSET + seed`` (benchmark runs use
+small seeds, so training never sees a benchmark instance). Weights:
+``SHIPPED_WEIGHTS``; ``scripts/train_sum_ee_gnn.py`` retrains them with
+``cfbench train --solver gnn --problem sum-ee ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cfbench import Instances, Option, Solver, hookimpl
+from cfbench.api import CfbenchError
+from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
+                               training_options)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_WEIGHTS = "gnn-sum-ee.pt"
+TABLE_II = ("5ap-10ue", "10ap-10ue", "15ap-15ue")
+#: instances for training come from seeds TRAIN_SEED_OFFSET + seed (disjoint from benchmark seeds)
+TRAIN_SEED_OFFSET = 80_000_000
+MODES = ("paper", "no-kappa", "deterministic")
+RELU_GRADS = {"exact": 0.0, "leaky": 0.1}
+#: floor of the gains before the log (off-diagonal MRT gains can be exactly orthogonal)
+GAIN_FLOOR = 1e-20
+
+TRAINING_OPTIONS = (
+    Option("samples", int, 1024, "training instances per scenario (paper: 10 240 in total)"),
+    Option("validation", int, 64, "validation instances per scenario (model selection)"),
+    Option("epochs", int, 24, "passes over the training instances (the shipped weights: 24)"),
+    Option("batch_size", int, 64, "instances per step (Table I: 64)"),
+    Option("samples_per_instance", int, 8, "draws u ~ U(0,1) per instance for the expectation (5)"),
+    Option("lr", float, 1e-3, "initial Adam learning rate (Table I)"),
+    Option("lr_final", float, 1e-7, "final learning rate of the cosine schedule (Table I)"),
+    Option("dkappa", float, 1e-3, "step of kappa in (8) (Table I: learning rate for kappa)"),
+    Option("h", int, 50, "steps with kappa = 0 and window of the support mean in (8)"),
+    Option("mode", str, "paper", "paper | no-kappa (kappa = 0) | deterministic (b = a, no sampling)"),
+    Option("relu_grad", str, "exact", "exact (the paper) | leaky: not in the paper, a gradient of slope 0.1 "
+                                      "through switched-off links (forward unchanged)"),
+    Option("width", int, 8, "features per channel category (node features are 4 * width wide)"),
+    Option("layers", int, 3, "message-passing rounds (10)"),
+    Option("input_mean_shift", float, 0.0, "eps of Sect. V: mu' = mu - eps (log10 units)"),
+    Option("input_std_shift", float, 0.0, "eps' of Sect. V: sigma' = sigma - eps' (log10 units)"),
+    Option("init", str, None, "checkpoint to start from (fine-tuning)"),
+)
+DEFAULTS = {o.name: o.default for o in TRAINING_OPTIONS}
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+# --- the network ----------------------------------------------------------------------------
+
+def build_network(width: int = 8, layers: int = 3):
+    torch = _torch()
+    nn = torch.nn
+
+    def categories(z1, z2, z3, z4):
+        """Eq. (11)'s four means of ReLU outputs given as K x K matrices (..., K, K, w):
+        returned in factored form (d, r, c, g) (see ``SINRnetLayer``)."""
+        K = z2.shape[-2]
+        n_line, n_all = max(K - 1, 1), max(K * (K - 1), 1)
+        d1 = torch.diagonal(z1, dim1=-3, dim2=-2).transpose(-1, -2)                 # (..., K, w)
+        diag = lambda z: torch.diagonal(z, dim1=-3, dim2=-2).transpose(-1, -2)    # noqa: E731
+        r2 = (z2.sum(dim=-2) - diag(z2)) / n_line                                  # row k off-diagonal
+        c3 = (z3.sum(dim=-3) - diag(z3)) / n_line                                  # column j off-diagonal
+        g4 = (z4.sum(dim=(-3, -2)) - diag(z4).sum(dim=-2)) / n_all                # every off-diagonal entry
+        return d1, r2, c3, g4
+
+    class SINRnetLayer(nn.Module):
+        """Eq. (11). Its output at entry (k, j) is ``[(d_k + d_j) / 2, r_k, c_j, g]``: the mean
+        over category 1 ({(k,k), (j,j)}) of the first ReLU block, over category 2 (row k off the
+        diagonal) of the second, category 3 (column j off the diagonal) of the third, category 4
+        (all off-diagonal entries) of the fourth. It is kept in this factored form
+        ``(d, r, c, g)`` (shapes (..., K, C) x 3 and (..., C)); a linear map of the entry's
+        features is then ``U_k + V_j + const`` with ``U = W_d d / 2 + W_r r``,
+        ``V = W_d d / 2 + W_c c``, ``const = W_g g + b`` -- the same numbers as ``W F_kj + b``
+        on the materialised K x K x 4C tensor, at a fraction of the cost."""
+
+        def __init__(self, c_in) -> None:
+            super().__init__()
+            if isinstance(c_in, int):      # the first layer: a genuine K x K x c_in input
+                self.full = nn.Linear(c_in, 4 * width)
+            else:                          # (C_d, C_r, C_c, C_g) of a factored input
+                self.wd, self.wr, self.wc = (nn.Linear(c, 4 * width, bias=False) for c in c_in[:3])
+                self.wg = nn.Linear(c_in[3], 4 * width)
+
+        def forward(self, f):
+            if isinstance(f, tuple):
+                d, r, c, g = f
+                half = 0.5 * self.wd(d)
+                u, v = half + self.wr(r), half + self.wc(c)                             # (..., K, 4w)
+                const = self.wg(g)                                                      # (..., 4w)
+                pre = u[..., :, None, :] + v[..., None, :, :] + const[..., None, None, :]
+            else:
+                pre = self.full(f)
+            return categories(*torch.relu(pre).split(width, dim=-1))
+
+    def cat(*fs):
+        return tuple(torch.cat(parts, dim=-1) for parts in zip(*fs))
+
+    class MessagePassing(nn.Module):
+        """Eq. (10) with broadcast messages: ``x_l <- gamma(x_l, mean_{j != l} phi(x_j))``."""
+
+        def __init__(self, c_in) -> None:
+            super().__init__()
+            self.phi = SINRnetLayer(c_in)
+            self.gamma = SINRnetLayer(c_in + 4 * width if isinstance(c_in, int) else tuple(c + width for c in c_in))
+            self.first = isinstance(c_in, int)
+
+        def forward(self, x):                                   # (B, L, K, K, C) or factored (B, L, ...)
+            m = self.phi(x)                                     # once per node
+            L = m[0].shape[1]
+            agg = tuple((t.sum(dim=1, keepdim=True) - t) / max(L - 1, 1) for t in m)   # mean over other APs
+            if self.first:   # materialise the aggregated message next to the raw input (first round only)
+                d, r, c, g = agg
+                shape = x.shape[:-1] + (width,)
+                dense = torch.cat([0.5 * (d[..., :, None, :] + d[..., None, :, :]), r[..., :, None, :].expand(shape),
+                                   c[..., None, :, :].expand(shape), g[..., None, None, :].expand(shape)], dim=-1)
+                return self.gamma(torch.cat([x, dense], dim=-1))
+            return self.gamma(cat(x, agg))
+
+    class SumEEGNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            factored = (width,) * 4
+            self.rounds = nn.ModuleList([MessagePassing(2)] + [MessagePassing(factored) for _ in range(layers - 1)])
+            self.readout = nn.Linear(4 * width, 2)
+
+        def forward(self, x):
+            """``x`` (B, L, K, K, 2) scaled inputs; returns ``z_a``, ``z_w`` (B, K, L)."""
+            for r in self.rounds:
+                x = r(x)
+            d, r, c, g = x
+            diag = torch.cat([d, r, c, g[..., None, :].expand(d.shape)], dim=-1)      # features at (k, k)
+            z = self.readout(diag).permute(3, 0, 2, 1)                                   # (2, B, K, L)
+            return z[0], z[1]
+
+    return SumEEGNN()
+
+
+def network_from_checkpoint(checkpoint: dict):
+    config = checkpoint["model"]
+    network = build_network(int(config["width"]), int(config["layers"]))
+    network.load_state_dict(checkpoint["state_dict"])
+    return network
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+def log_gains(gain_over_noise: np.ndarray) -> np.ndarray:
+    return np.log10(np.maximum(np.asarray(gain_over_noise, dtype=float), GAIN_FLOOR))
+
+
+def network_inputs(gain_over_noise: np.ndarray, stats: dict, dtype=None):
+    """(B, L, K, K, 2): the shifted-standardised log10 gains and a diagonal marker."""
+    torch = _torch()
+    dtype = dtype or torch.float32
+    x = (log_gains(gain_over_noise) - stats["mean"]) / stats["std"]
+    K = x.shape[-1]
+    diag = np.broadcast_to(np.eye(K), x.shape)
+    return torch.as_tensor(np.stack([x, diag], axis=-1), dtype=dtype)
+
+
+def input_statistics(gain_over_noise: np.ndarray, mean_shift: float, std_shift: float) -> dict:
+    lg = log_gains(gain_over_noise)
+    mu, sigma = float(lg.mean()), float(lg.std())
+    if sigma - std_shift <= 0:
+        raise CfbenchError(f"gnn training: input_std_shift must be < the deviation of log10 gains "
+                           f"({sigma:.3g}), got {std_shift}")
+    return {"mean": mu - mean_shift, "std": sigma - std_shift, "raw_mean": mu, "raw_std": sigma}
+
+
+def support(z_a, z_w, params, leak: float = 0.0):
+    """Lower end ``a`` and width ``w = b - a`` of the support, (B, K, L), in W. ``leak`` > 0
+    keeps the forward value ``ReLU(z_a)`` (exact zeros) but back-propagates through
+    ``z_a < 0`` with slope ``leak`` (training option ``relu_grad=leaky``)."""
+    torch = _torch()
+    scale = params.ap_power_budget_w / params.n_ues
+    a = torch.relu(z_a)
+    if leak > 0:
+        below = leak * torch.clamp(z_a, max=0.0)
+        a = a + (below - below.detach())      # adds exactly 0 forward, slope ``leak`` backward
+    return scale * a, scale * torch.nn.functional.softplus(z_w)
+
+
+def fit_budget_torch(p, budget: float):
+    """Scale every AP whose load ``sum_k p_kl`` exceeds ``budget`` down onto it (differentiable)."""
+    torch = _torch()
+    load = p.sum(dim=-2, keepdim=True)
+    return p * torch.clamp(budget / torch.clamp(load, min=1e-30), max=1.0)
+
+
+# --- the solver ------------------------------------------------------------------------------
+
+class SumEEGnn(Solver):
+    name = "gnn"
+    kind = "learned"
+    problems = ("sum-ee",)
+    description = ("GNN over the APs with nested SINRnet (eqs. 10-11), trained without labels on "
+                   "U(a, b) with support regularisation (eqs. 5-8); outputs a")
+    solves_batches = True
+    options_spec = (Option("weights", str, None, f"checkpoint file (default: the shipped {SHIPPED_WEIGHTS})"),)
+    training_options_spec = TRAINING_OPTIONS
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        torch = _torch()
+        self.checkpoint = load_checkpoint(Path(self.options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS))
+        self.network = network_from_checkpoint(self.checkpoint).double()   # float64: batch-size independent
+        self.network.eval()
+        self._torch = torch
+
+    def solve(self, instances: Instances):
+        from cfbench.plugins.sum_ee_baselines import fit_budget
+
+        torch, p = self._torch, instances.params
+        with torch.inference_mode():
+            x = network_inputs(instances.gain_over_noise, self.checkpoint["input"], torch.float64)
+            a, _ = support(*self.network(x), p)
+            a = fit_budget_torch(a, p.ap_power_budget_w)
+        return {"power_w": fit_budget(a.numpy(), p.ap_power_budget_w)}
+
+    @classmethod
+    def check_training(cls, problem, scenarios, cfg) -> None:
+        check_training_cfg(cfg)
+
+    @classmethod
+    def train(cls, problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+              report: Callable[[dict], None] | None = None, **options) -> Path:
+        return train(problem, scenarios, seed=seed, out=out, report=report, **options)
+
+
+def check_training_cfg(cfg: dict) -> None:
+    if cfg["mode"] not in MODES:
+        raise CfbenchError(f"gnn training: mode must be one of {', '.join(MODES)}, got {cfg['mode']!r}")
+    if cfg["relu_grad"] not in RELU_GRADS:
+        raise CfbenchError(f"gnn training: relu_grad must be one of {', '.join(RELU_GRADS)}, got {cfg['relu_grad']!r}")
+    for key in ("samples_per_instance", "width", "layers", "h"):
+        if int(cfg[key]) < 1:
+            raise CfbenchError(f"gnn training: {key} must be >= 1, got {cfg[key]}")
+    if not (float(cfg["lr"]) > 0 and float(cfg["lr_final"]) >= 0):
+        raise CfbenchError(f"gnn training: lr must be > 0 and lr_final >= 0, got {cfg['lr']}, {cfg['lr_final']}")
+    if float(cfg["dkappa"]) < 0:
+        raise CfbenchError(f"gnn training: dkappa must be >= 0, got {cfg['dkappa']}")
+    check_training_sizes("gnn", n_train=int(cfg["samples"]), n_validation=int(cfg["validation"]),
+                         batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]), validation_flag="validation")
+
+
+# --- training --------------------------------------------------------------------------------
+
+def kappa_update(kappa: float, psi_history: list[float], h: int, dkappa: float) -> float:
+    """Eq. (8): kappa after a step whose support is ``psi_history[-1]``; 0 while there are <= h steps."""
+    if len(psi_history) <= h:
+        return 0.0
+    window = psi_history[-h - 1:-1]
+    if sum(window) / h <= psi_history[-1]:
+        return kappa + dkappa
+    return max(0.0, kappa - dkappa / 2.0)
+
+
+def step_terms(network, x, gains, params, mode: str, n_draws: int, generator=None, leak: float = 0.0):
+    """The sampled objective and the support of one batch (Section III)."""
+    torch = _torch()
+    from cfbench.problems.sum_ee_torch import sum_ee
+
+    a, w = support(*network(x), params, leak)
+    budget = params.ap_power_budget_w
+    if mode == "deterministic":
+        w = torch.zeros_like(w)
+        p = fit_budget_torch(a, budget)[None]
+    else:
+        u = torch.rand((n_draws,) + tuple(a.shape), generator=generator, dtype=a.dtype)
+        p = fit_budget_torch(a + w * u, budget)
+    j = sum_ee(params, gains, p)                       # (S, B)
+    psi = w.sum(dim=(-2, -1))                          # (B,) = 1^T (b - a)
+    return {"objective": j.mean(), "psi": psi.mean(), "a": a}
+
+
+def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = None,
+          report: Callable[[dict], None] | None = None, **options) -> Path:
+    torch = _torch()
+    from cfbench.problems.sum_ee_torch import sum_ee
+
+    cfg = training_options("gnn", TRAINING_OPTIONS, options)
+    check_training_cfg(cfg)
+    seed_everything(seed)
+    log = TrainingLog(report)
+    n_train, n_val = int(cfg["samples"]), int(cfg["validation"])
+    sampled = [problem.sample(s, n_train + n_val, TRAIN_SEED_OFFSET + seed) for s in scenarios]
+    start = load_checkpoint(Path(cfg["init"])) if cfg["init"] else None
+    if start is not None:
+        network, stats = network_from_checkpoint(start), start["input"]
+        cfg["width"], cfg["layers"] = start["model"]["width"], start["model"]["layers"]
+    else:
+        stats = input_statistics(np.concatenate([s.gain_over_noise[:n_train].ravel() for s in sampled]),
+                                 float(cfg["input_mean_shift"]), float(cfg["input_std_shift"]))
+        network = build_network(int(cfg["width"]), int(cfg["layers"]))
+    data = []
+    for s, inst in zip(scenarios, sampled):
+        g = inst.gain_over_noise
+        data.append({"scenario": s, "params": inst.params,
+                     "x": network_inputs(g[:n_train], stats), "g": torch.as_tensor(g[:n_train], dtype=torch.float32),
+                     "x_val": network_inputs(g[n_train:], stats), "g_val": torch.as_tensor(g[n_train:])})
+    batch_size, mode = int(cfg["batch_size"]), cfg["mode"]
+    steps_per_epoch = len(scenarios) * math.ceil(n_train / batch_size)
+    total_steps = int(cfg["epochs"]) * steps_per_epoch
+    optimiser = torch.optim.Adam(network.parameters(), lr=float(cfg["lr"]))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps, eta_min=float(cfg["lr_final"]))
+    generator = torch.Generator().manual_seed(seed)
+    kappa, psi_history = 0.0, []
+    h, dkappa = int(cfg["h"]), float(cfg["dkappa"]) if mode == "paper" else 0.0
+
+    def validate() -> dict:
+        network.eval()
+        values = {}
+        with torch.no_grad():
+            for d in data:
+                a, _ = support(*network(d["x_val"]), d["params"])
+                p = fit_budget_torch(a.double(), d["params"].ap_power_budget_w)
+                values[f"val_ee_{d['scenario']}"] = float(sum_ee(d["params"], d["g_val"], p).mean())
+                values[f"val_links_on_{d['scenario']}"] = float((p > 0).double().mean())
+        network.train()
+        values["val_ee_mean"] = float(np.mean([values[f"val_ee_{d['scenario']}"] for d in data]))
+        return values
+
+    out = Path(out) if out is not None else Path("results") / "weights" / f"gnn-sum-ee-{mode}-seed{seed}.pt"
+    best, best_state, best_epoch = -math.inf, None, 0
+
+    def write_checkpoint() -> Path:
+        return save_checkpoint(out, {
+            "model": {"name": "GNN with nested SINRnet (sum-ee)", "width": int(cfg["width"]),
+                      "layers": int(cfg["layers"])},
+            "state_dict": best_state if best_state is not None else network.state_dict(),
+            "input": stats,
+            "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_train": n_train,
+                           "n_validation": n_val, "instance_seed": TRAIN_SEED_OFFSET + seed},
+            "training": {"seed": seed, **{k: cfg[k] for k in DEFAULTS if k != "init"},
+                         "init": str(cfg["init"]) if cfg["init"] else "", "best_epoch": best_epoch,
+                         "steps": len(psi_history), "train_time_s": log.elapsed_s,
+                         "final_kappa": kappa, "threads": torch.get_num_threads(),
+                         "torch": str(torch.__version__), "history": log.history},
+        })
+
+    values = validate()
+    log.epoch(epoch=0, **values)
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        plan = []
+        for i, d in enumerate(data):
+            order = torch.randperm(n_train, generator=generator)
+            plan += [(i, order[s0:s0 + batch_size]) for s0 in range(0, n_train, batch_size)]
+        sums = {"objective": 0.0, "psi": 0.0, "kappa": 0.0}
+        skipped = 0
+        for b in torch.randperm(len(plan), generator=generator).tolist():
+            i, rows = plan[b]
+            d = data[i]
+            t = step_terms(network, d["x"][rows], d["g"][rows], d["params"], mode,
+                           int(cfg["samples_per_instance"]), generator, RELU_GRADS[cfg["relu_grad"]])
+            loss = -(t["objective"] - kappa * t["psi"])                  # -(7)
+            optimiser.zero_grad()
+            if not torch.isfinite(loss):                                  # skipped, counted in the log
+                skipped += 1
+                schedule.step()
+                continue
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            psi = t["psi"].item()
+            psi_history.append(psi)
+            sums["objective"] += t["objective"].item() / len(plan)
+            sums["psi"] += psi / len(plan)
+            sums["kappa"] += kappa / len(plan)
+            if mode == "paper":
+                kappa = kappa_update(kappa, psi_history, h, dkappa)
+        values = validate()
+        if values["val_ee_mean"] > best:
+            best, best_epoch = values["val_ee_mean"], epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        log.epoch(epoch=epoch, train_objective=sums["objective"], support=sums["psi"], kappa_mean=sums["kappa"],
+                  kappa=kappa, lr=optimiser.param_groups[0]["lr"], skipped_steps=skipped, **values)
+        write_checkpoint()   # after every epoch: an interrupted training keeps its best model so far
+    return write_checkpoint()
+
+
+@hookimpl
+def cfbench_solvers():
+    return [SumEEGnn]
