@@ -222,7 +222,23 @@ def _fork_context():
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
+#: most worker processes per core this machine may start (``--workers``): a solve keeps a core
+#: busy, so more only adds processes (each imports numpy, and torch for learned solvers)
+MAX_WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int | None, scheduler: str | None = None) -> None:
+    """One-line error for a ``--workers`` this machine cannot host (a remote scheduler's
+    cluster is not bounded here)."""
+    cores = os.cpu_count() or 1
+    if workers is not None and scheduler is None and workers > MAX_WORKERS_PER_CORE * cores:
+        raise CfbenchError(f"--workers {workers} starts more worker processes than this machine can run: at most "
+                           f"{MAX_WORKERS_PER_CORE * cores} ({MAX_WORKERS_PER_CORE} per core, {cores} cores); "
+                           "for more, run a dask cluster and pass --executor dask --scheduler ADDRESS")
+
+
 def make_executor(name: str, workers: int | None = None, scheduler: str | None = None):
+    check_workers(workers, scheduler)
     if name == "local":
         if scheduler:
             raise CfbenchError("--scheduler needs --executor dask")

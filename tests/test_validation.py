@@ -117,6 +117,14 @@ def test_resume_and_append_without_a_run_are_refused(tmp_path, capsys, mode):
     assert not (tmp_path / "typo").exists()
 
 
+def test_more_workers_than_the_machine_can_run_is_refused_before_work(tmp_path, capsys):
+    cap = 4 * (os.cpu_count() or 1)
+    line = one_line_error(capsys, [*RUN, "--out", tmp_path / "w", "--workers", cap + 1])
+    assert f"--workers {cap + 1}" in line and f"at most {cap}" in line
+    assert not (tmp_path / "w").exists()
+    assert main([*RUN, "--out", str(tmp_path / "ok"), "--workers", str(cap)]) == 0
+
+
 def test_append_to_a_run_of_another_seed_loses_nothing(run_dir, tmp_path, capsys):
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder)
