@@ -210,18 +210,22 @@ def plots(out: Path, t56: pd.DataFrame, powers: dict, t9: pd.DataFrame, latency:
     fig.tight_layout()
     fig.savefig(out / "fig5.png", dpi=120)
     plt.close(fig)
-    ax = plt.figure(figsize=(5.5, 3.8)).gca()
-    for solver, g in t56.groupby("solver", sort=False):
-        ax.plot(g["K"], g["links"], marker="o", label=solver, linestyle="--" if solver == "cf-maxmin" else "-")
-    ax.set_yscale("log")
-    ax.set_xlabel("K (UEs)")
-    ax.set_ylabel("AP-UE connections")
-    ax.set_title("Fig. 6 shape: total connections")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    plt.tight_layout()
-    plt.savefig(out / "fig6.png", dpi=120)
-    plt.close()
+    def curves(frame, by, x, y, path, title, xlabel, ylabel, log=""):
+        """One line per ``by`` group of ``frame``, y against x, written to ``path``."""
+        ax = plt.figure(figsize=(5.5, 3.8)).gca()
+        for name, g in frame.groupby(by, sort=False):
+            ax.plot(g[x], g[y], marker="o", label=name, linestyle="--" if name == "cf-maxmin" else "-")
+        ax.set_xscale("log" if "x" in log else "linear")
+        ax.set_yscale("log" if "y" in log else "linear")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+        plt.tight_layout()
+        plt.savefig(path, dpi=120)
+        plt.close()
+
+    curves(t56, "solver", "K", "links", out / "fig6.png", "Fig. 6 shape: total connections", "K (UEs)",
+           "AP-UE connections", log="y")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, link in zip(axes, ("ul", "dl")):
         for label in ("predicted", "closed form"):
@@ -236,28 +240,11 @@ def plots(out: Path, t56: pd.DataFrame, powers: dict, t9: pd.DataFrame, latency:
     fig.tight_layout()
     fig.savefig(out / "fig8.png", dpi=120)
     plt.close(fig)
-    ax = plt.figure(figsize=(5.5, 3.8)).gca()
-    for solver, g in t9.groupby("solver", sort=False):
-        ax.plot(g["position error std, m"], g["mean min SE"], marker="o", label=solver)
-    ax.set_xlabel("std of the UE position error (m)")
-    ax.set_ylabel("mean min SE (bit/s/Hz)")
-    ax.set_title("Fig. 9 shape: robustness to position error, K = 40")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    plt.tight_layout()
-    plt.savefig(out / "fig9.png", dpi=120)
-    plt.close()
-    ax = plt.figure(figsize=(5.5, 3.8)).gca()
-    for method, g in latency.groupby("method", sort=False):
-        ax.loglog(g["K"], g["ms"], marker="o", label=method)
-    ax.set_xlabel("K (UEs)")
-    ax.set_ylabel("ms per instance, one thread")
-    ax.set_title("Latency against K")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
-    plt.tight_layout()
-    plt.savefig(out / "latency_vs_k.png", dpi=120)
-    plt.close()
+    curves(t9, "solver", "position error std, m", "mean min SE", out / "fig9.png",
+           "Fig. 9 shape: robustness to position error, K = 40", "std of the UE position error (m)",
+           "mean min SE (bit/s/Hz)")
+    curves(latency, "method", "K", "ms", out / "latency_vs_k.png", "Latency against K", "K (UEs)",
+           "ms per instance, one thread", log="xy")
 
 
 def main() -> None:
