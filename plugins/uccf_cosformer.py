@@ -157,18 +157,28 @@ from cfbench.problems import uccf_model as um
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: attention -> shipped checkpoint in WEIGHTS_DIR (``scripts/train_uccf.py`` retrains them)
 SHIPPED_WEIGHTS = {"elu": "uccf-elu-cosformer.pt"}
+#: inputs -> shipped checkpoint (ELU attention)
+SHIPPED_INPUTS = {"positions": "uccf-elu-cosformer.pt", "lsf": "uccf-elu-cosformer-lsf.pt"}
 ATTENTIONS = ("elu", "relu", "softmax", "performer")
+#: ``positions``: the paper's input; ``lsf``: also the large-scale fading beta per link
+INPUTS = ("positions", "lsf")
 MASKS = ("pilot", "top")
 CLUSTER_LOSSES = ("perron", "softmin", "search")
 TRAIN_SEED_OFFSET = 70_000_000
 #: ``instance_rng`` stream of the test-time position noise
 POSITION_NOISE_STREAM = 3101
 N_LINK_FEATURES = 4
+#: extra link features with ``inputs=lsf``: standardised beta_lk in dB and its gap to the UE's strongest AP
+N_LSF_FEATURES = 2
+#: fixed standardisation of 10 log10 beta_lk (mean and std over mr-k20..k60 instances of the training stream)
+LSF_DB_MEAN, LSF_DB_STD = -18.7, 8.85
 #: temperature (bit/s/Hz) of the soft minimum in the clustering term of the loss
 SOFTMIN_TEMPERATURE = 0.02
 
 TRAINING_OPTIONS = (
     Option("attention", str, "elu", "attention of the encoder", choices=ATTENTIONS),
+    Option("inputs", str, "positions", "network input: positions (the paper's) or lsf (also the large-scale "
+           "fading beta of every link)", choices=INPUTS),
     Option("samples", int, 1024, "training instances per scenario (plus validation)"),
     Option("validation", int, 64, "held-out instances per scenario"),
     Option("epochs", int, 30, "training epochs"),
@@ -220,18 +230,35 @@ def link_geometry(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params) -> dict[str,
     return {"offset": offset, "gain": g, "gap": g - g.max(axis=1, keepdims=True)}
 
 
-def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params):
-    """Tokens (n, K, 2 + 2L + 4L), link features (n, L, K, 4), UE angles (n, K, 2) and the
-    gap r (n, L, K), float32 tensors."""
+def n_link_features(inputs: str = "positions") -> int:
+    if inputs not in INPUTS:
+        raise CfbenchError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+    return N_LINK_FEATURES + (N_LSF_FEATURES if inputs == "lsf" else 0)
+
+
+def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params, beta: np.ndarray | None = None):
+    """Tokens (n, K, 2 + 2L + FL), link features (n, L, K, F), UE angles (n, K, 2) and the
+    position gap r (n, L, K), float32 tensors; F = 4 from positions, 6 when the large-scale
+    fading ``beta`` (n, L, K) is given (``inputs=lsf``): also ``(10 log10 beta - mean) / std``
+    and ``log10 beta_lk - max_l' log10 beta_l'k`` (the dB/10 scale of r)."""
     torch = _torch()
     side = params.side_m
     geo = link_geometry(ap_xy_m, ue_xy_m, params)
     n, L, K = geo["gain"].shape
     gain = (geo["gain"] + 8.0) / 1.0                       # g ~ -3.67 log10(50..350 m): centre near 0
-    links = np.concatenate([geo["offset"] / side, gain[..., None], geo["gap"][..., None]], axis=-1)
+    parts = [geo["offset"] / side, gain[..., None], geo["gap"][..., None]]
+    if beta is not None:
+        beta = np.asarray(beta, dtype=float)
+        if beta.shape != (n, L, K):
+            raise CfbenchError(f"lsf inputs need beta of shape {(n, L, K)} (instances, APs, UEs); got {beta.shape}")
+        log_beta = np.log10(np.maximum(beta, 1e-300))
+        parts += [((10.0 * log_beta - LSF_DB_MEAN) / LSF_DB_STD)[..., None],
+                  (log_beta - log_beta.max(axis=1, keepdims=True))[..., None]]
+    links = np.concatenate(parts, axis=-1)
+    F = links.shape[-1]
     ue = (ue_xy_m % side) / side                            # (n, K, 2) in [0, 1)
     ap = np.broadcast_to(((ap_xy_m % side) / side).reshape(n, 1, 2 * L), (n, K, 2 * L))
-    per_ap = np.transpose(links, (0, 2, 1, 3)).reshape(n, K, L * N_LINK_FEATURES)
+    per_ap = np.transpose(links, (0, 2, 1, 3)).reshape(n, K, L * F)
     tokens = np.concatenate([ue, ap, per_ap], axis=-1)
     angles = 2.0 * np.pi * ue
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
@@ -241,8 +268,9 @@ def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params):
 # --- the network ----------------------------------------------------------------------------
 
 def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2, attention: str = "elu",
-                  feature_seed: int = 0):
+                  feature_seed: int = 0, inputs: str = "positions"):
     torch = _torch()
+    n_links = n_link_features(inputs)
     nn = torch.nn
     if attention not in ATTENTIONS:
         raise CfbenchError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
@@ -302,10 +330,10 @@ def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2
     class CosFormerUccf(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.embed = nn.Linear(2 + (2 + N_LINK_FEATURES) * n_aps, d_model)           # eq. (11)
+            self.embed = nn.Linear(2 + (2 + n_links) * n_aps, d_model)                   # eq. (11)
             self.layers = nn.ModuleList(Layer() for _ in range(layers))
             self.norm = nn.LayerNorm(d_model)
-            self.cluster = nn.Sequential(nn.Linear(d_model + N_LINK_FEATURES, 32), nn.GELU(), nn.Linear(32, 1))
+            self.cluster = nn.Sequential(nn.Linear(d_model + n_links, 32), nn.GELU(), nn.Linear(32, 1))
             self.prior = nn.Parameter(torch.tensor([2.0, 2.0]))                         # a, c of the docstring
             self.ul = nn.Linear(d_model, 1)
             self.dl = nn.Linear(d_model, 1)
@@ -489,7 +517,7 @@ def network_from_checkpoint(checkpoint: dict, params=None):
     if params is not None and config["n_aps"] != params.n_aps:
         raise CfbenchError(f"checkpoint trained for L = {config['n_aps']} APs; scenario has L = {params.n_aps}")
     network = build_network(config["n_aps"], config["d_model"], config["heads"], config["layers"],
-                            config["attention"], config.get("feature_seed", 0))
+                            config["attention"], config.get("feature_seed", 0), config.get("inputs", "positions"))
     network.load_state_dict(checkpoint["state_dict"])
     network.eval()
     return network
@@ -506,6 +534,9 @@ class EluCosFormer(Solver):
         Option("weights", str, None, "checkpoint file (default: the shipped one of the attention)"),
         Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",
                choices=ATTENTIONS),
+        Option("inputs", str, None, "positions (the paper's input) or lsf (also the large-scale fading): picks the "
+               "shipped checkpoint when weights is not set (default positions), else must match the checkpoint's",
+               choices=INPUTS),
         Option("threshold", float, None, "clustering threshold delta (default: the checkpoint's)"),
         Option("mask", str, None, "clustering mask, top or pilot (default: the checkpoint's; top if it has none)"),
         Option("position_noise_m", float, 0.0, "std of the noise added to the UE positions at test time, metres"),
@@ -516,6 +547,13 @@ class EluCosFormer(Solver):
         super().setup(problem, scenario)
         torch = _torch()
         path = self.options["weights"]
+        inputs = self.options["inputs"]
+        if inputs is not None and inputs not in INPUTS:
+            raise CfbenchError(f"{self.name}: inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+        if path is None and inputs not in (None, "positions"):
+            if self.options["attention"] != "elu":
+                raise CfbenchError(f"{self.name}: inputs={inputs} is shipped for attention elu only")
+            path = WEIGHTS_DIR / SHIPPED_INPUTS[inputs]
         if path is None:
             attention = self.options["attention"]
             if attention not in SHIPPED_WEIGHTS:
@@ -526,6 +564,10 @@ class EluCosFormer(Solver):
             path = WEIGHTS_DIR / SHIPPED_WEIGHTS[attention]
         self.checkpoint = load_checkpoint(Path(path))
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
+        self.inputs = str(self.checkpoint["model"].get("inputs", "positions"))
+        if inputs is not None and inputs != self.inputs:
+            raise CfbenchError(f"{self.name}: inputs={inputs} but the checkpoint {path} was trained on "
+                               f"inputs={self.inputs}")
         threshold = self.options["threshold"]
         self.threshold = float(self.checkpoint["model"]["threshold"] if threshold is None else threshold)
         mask = self.options["mask"]
@@ -543,7 +585,8 @@ class EluCosFormer(Solver):
             ue_xy = ue_xy + np.stack([instance_rng(instances, i, POSITION_NOISE_STREAM).normal(0, self.noise_m, ue_xy.shape[1:])
                                       for i in range(len(instances))])
         with torch.inference_mode():
-            inputs = network_inputs(np.asarray(instances.ap_xy_m, dtype=float), ue_xy, instances.params)
+            inputs = network_inputs(np.asarray(instances.ap_xy_m, dtype=float), ue_xy, instances.params,
+                                    _lsf(instances, self.inputs))
             score, ul, dl = (t.double().numpy() for t in self.network(*inputs))
         return score, ul, dl
 
@@ -603,6 +646,12 @@ def _tensors(instances: Instances):
     return f(instances.beta), f(instances.gamma), f(copilot)
 
 
+def _lsf(instances: Instances, inputs: str) -> np.ndarray | None:
+    """The large-scale fading the network sees with ``inputs=lsf`` (the APs measure it from
+    pilots), else None."""
+    return np.asarray(instances.beta, dtype=float) if inputs == "lsf" else None
+
+
 def _noisy(instances: Instances, sigma_m: float, rng: np.random.Generator) -> np.ndarray:
     ue = np.asarray(instances.ue_xy_m, dtype=float)
     return ue + rng.normal(0.0, sigma_m, ue.shape) if sigma_m > 0 else ue
@@ -625,9 +674,11 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network = network_from_checkpoint(start, params[0])
         for key in ("d_model", "heads", "layers", "attention"):
             cfg[key] = start["model"][key]
+        cfg["inputs"] = start["model"].get("inputs", "positions")
     else:
         network = build_network(params[0].n_aps, int(cfg["d_model"]), int(cfg["heads"]), int(cfg["layers"]),
-                                cfg["attention"], feature_seed=seed)
+                                cfg["attention"], feature_seed=seed, inputs=cfg["inputs"])
+    inputs = str(cfg["inputs"])
     threshold, mask = float(cfg["threshold"]), str(cfg["mask"])
     search = cfg["cluster_loss"] == "search" and float(cfg["cluster_weight"]) > 0
     # rho_scale: the largest DL label of DCC-clustered training instances (min-max scaling, Sect. V-A)
@@ -652,7 +703,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
                 for j in np.array_split(np.arange(n_train), max(1, n_train // 64)):
                     part = d[j]
                     score = network(*network_inputs(np.asarray(part.ap_xy_m, float), np.asarray(part.ue_xy_m, float),
-                                                    p))[0].double().numpy()
+                                                    p, _lsf(part, inputs)))[0].double().numpy()
                     start_clusters = hard_clusters(score, p.tau_p, threshold, mask, np.asarray(part.pilot))
                     found, value, start_value = search_clusters(part, start_clusters, score, mask,
                                                                 rounds=int(cfg["search_rounds"]))
@@ -664,7 +715,8 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
 
     def step(instances: Instances, p, target: np.ndarray | None) -> dict:
         tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
-                                                    _noisy(instances, float(cfg["position_noise_m"]), rng), p)
+                                                    _noisy(instances, float(cfg["position_noise_m"]), rng), p,
+                                                    _lsf(instances, inputs))
         score, ul, dl = network(tokens, links, angles, gap)
         hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold, mask, np.asarray(instances.pilot))
         label = um.maxmin_decision(instances, hard)                                      # dynamic supervision
@@ -715,7 +767,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network.eval()
         solver = EluCosFormer()
         solver.network, solver.threshold, solver.noise_m, solver._torch = network, threshold, 0.0, torch
-        solver.mask = mask
+        solver.mask, solver.inputs = mask, inputs
         solver.checkpoint = {"output": {"rho_scale_mw": rho_scale}}
         predicted, optimal = [], []
         for d in data:
@@ -755,7 +807,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         "model": {"name": "ELU-CosFormer" if cfg["attention"] == "elu" else f"CosFormer-{cfg['attention']}",
                   "n_aps": p0.n_aps, "d_model": int(cfg["d_model"]), "heads": int(cfg["heads"]),
                   "layers": int(cfg["layers"]), "attention": cfg["attention"], "feature_seed": seed,
-                  "threshold": threshold, "mask": mask},
+                  "threshold": threshold, "mask": mask, "inputs": inputs},
         "state_dict": best_state if best_state is not None else network.state_dict(),
         "output": {"rho_scale_mw": rho_scale},
         "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps},
