@@ -271,6 +271,37 @@ def test_shipped_model_meets_the_quality_bar_on_held_out_instances():
     assert mean["elu-cosformer-opt"] >= 0.9 * mean["cf-maxmin"] or mean["elu-cosformer-opt"] > mean["dcc-maxmin"], mean
 
 
+def test_lsf_weights_load_safely_and_the_solver_picks_them_by_option(k20):
+    path = cf.WEIGHTS_DIR / cf.SHIPPED_INPUTS["lsf"]
+    assert path.stat().st_size < 5e6
+    checkpoint = cf.load_checkpoint(path)
+    assert checkpoint["model"]["inputs"] == "lsf" and checkpoint["training"]["cluster_weight"] > 0
+    default, lsf = cf.EluCosFormer(), cf.EluCosFormer(inputs="lsf")
+    for s in (default, lsf):
+        s.setup(PROB, "mr-k20")
+    assert default.inputs == "positions" and lsf.inputs == "lsf"
+    assert lsf.network.cluster[0].in_features == 64 + cf.N_LINK_FEATURES + cf.N_LSF_FEATURES
+    with pytest.raises(cf.CfbenchError, match="inputs=positions"):
+        cf.EluCosFormer(weights=str(path), inputs="positions").setup(PROB, "mr-k20")
+    inst, perm = k20[:4], np.random.default_rng(2).permutation(20)
+    a, b = lsf.solve(inst), lsf.solve(_permuted(inst, perm))
+    np.testing.assert_array_equal(b["clusters"], a["clusters"][:, :, perm])
+
+
+def test_lsf_model_meets_the_quality_bar_on_held_out_instances():
+    """Held-out seed 7 at K = 40: the lsf model's learned clusters with closed-form power
+    beat DCC's and the untrained distance prior's (the positions model's clusters)."""
+    inst = PROB.sample("mr-k40", 30, seed=7)
+    mean = {}
+    for name, cls, options in (("dcc", bl.DccMaxMin, {}), ("prior", cf.EluCosFormerOpt, {}),
+                               ("lsf", cf.EluCosFormerOpt, {"inputs": "lsf"}),
+                               ("lsf-own", cf.EluCosFormer, {"inputs": "lsf"})):
+        s = PROB.evaluate(inst, _solve(cls, inst, **options))
+        mean[name] = s.objective.mean()
+        assert s.feasible.all() and s.metrics["max_ap_load"].max() <= inst.params.tau_p, name
+    assert mean["lsf"] >= mean["dcc"] and mean["lsf"] > mean["prior"], mean
+
+
 @pytest.mark.slow
 def test_model_is_faster_than_optimal_cf_at_the_largest_load():
     limit_threads(1)
