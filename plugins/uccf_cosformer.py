@@ -14,6 +14,15 @@ gap to the UE's best AP ``r_lk = g_lk - max_l' g_l'k``. A linear layer embeds ea
 token to ``d_model``; the same weights serve any number of UEs. Training adds
 Gaussian noise of ``position_noise_m`` to UE positions (eq. (28)).
 
+``inputs=lsf`` (training option, recorded in the checkpoint; NOT the paper's input, which is
+positions only): every link's features also carry the large-scale fading the system
+knows, ``instances.beta`` (the APs measure it from the pilots; the paper's Sect. V-A allows
+"data that include channel modeling and estimation" at training time, but its model sees
+positions only): ``(10 log10 beta_lk - LSF_DB_MEAN) / LSF_DB_STD`` and the gap
+``log10 beta_lk - max_l' log10 beta_l'k`` (6 link features instead of 4). The prior term
+of the cluster score stays on the *position* gap ``r_lk`` and nothing ranks by beta by
+hand, so any use of beta in the clusters is learned.
+
 Encoder (eqs. (12)-(14), (21)-(26)). ``layers`` pre-norm layers of multi-head attention
 and a GELU feed-forward network (width 2 d_model), residual connections. Attention
 ``attention=``:
@@ -79,7 +88,8 @@ tested equal to the evaluator). ``F_cluster`` is the only path to the cluster sc
 the hard mask passes gradients straight through (``D_st = hard + s - stop_grad(s)``),
 so a link's score moves with its marginal value to the worst UEs at max-min powers.
 
-Status of the clustering term: no form trains the clusters here. ``softmin`` (the
+Status of the clustering term: from positions (the paper's input) no form trains the clusters;
+with ``inputs=lsf`` BCE to searched labels does (below). ``softmin`` (the
 soft minimum over UEs of the SEs at the labels' powers) lowered the validation max-min
 SE of the model's clusters from 0.452 to 0.18-0.20 bit/s/Hz within two epochs (mean of
 mr-k20/30/40): at max-min powers every UE has the same SINR, so it weighs all UEs alike
@@ -87,7 +97,7 @@ and rewards links of strong UEs. ``perron`` (the exact max-min SE ``t* = 1 / rho
 with its gradient from the Perron vectors, :func:`maxmin_sinr_torch`, tested against the
 closed form and a finite difference) fine-tuned from the shipped model for 10 epochs
 stayed flat (0.4516 -> 0.4523 after one epoch) and then drifted down (0.425 after 10). So the
-default and the shipped weights use ``cluster_weight=0``: the cluster scores are the
+default and the shipped positions weights use ``cluster_weight=0``: the cluster scores are the
 untrained prior ``sigmoid(2 r_lk + 2)`` (every AP keeps the tau_p UEs for which it is
 nearest relative to their nearest AP), and training learns the UL and DL power heads
 only: the clustering is not learned.
@@ -113,7 +123,21 @@ removes choice. The gap to DCC at K = 60 is the shadowing: ranking by the true g
 on 40 instances of the training seed's mr-k60 stream (indices 1024-1063), where the
 distance prior gives 0.123.
 
-What does beat the prior is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
+Learned with ``inputs=lsf`` (shipped as ``uccf-elu-cosformer-lsf.pt``): from the lsf model
+trained with ``cluster_weight=0`` (15 epochs, 303 s; its clusters are the distance prior,
+validation 0.4516, its own decision 0.2926 where the positions model reaches 0.146),
+fine-tuned 10 epochs with ``cluster_loss=search``, ``cluster_weight=1``, ``search_rounds=6``,
+``search_every=2`` (847 s; about 170 s per label pass): validation 0.4555, 0.4589, 0.4614,
+0.4621, 0.4628, 0.4635, 0.4638, 0.4641 (kept, epoch 8), 0.4643, 0.4644, while the
+search's gain over the model's own clusters fell from 7.1 % to 1.4 %: the head learned
+what the search does. Validation per K 0.6130 / 0.4520 / 0.3273 (prior 0.6069 / 0.4426 /
+0.3053, DCC 0.6037 / 0.4256 / 0.3098, ranking by the true beta gap 0.6161 / 0.4565 /
+0.3376, i.e. 0.4701). Seed 1, 50 instances, closed-form power on its clusters: mr-k40
+0.3192, mr-k50 0.2295, mr-k60 0.1587 (prior 0.3035 / 0.1989 / 0.1208, DCC 0.2720 / 0.1978 /
+0.1315); its own powers (``elu-cosformer``) 0.1615 at mr-k40 and 0.0431 at mr-k60 (positions
+model 0.0553 / 0.0087; the lsf model before the cluster fine-tuning 0.1407 / 0.0230).
+
+What does beat the prior from positions is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
 runs :func:`search_clusters` at test time from the model's clusters (it uses the same true
 beta as the closed-form powers this solver already computes): validation 0.4653 (0.4674
 under ``pilot``), seed-1 mr-k40 0.3219 (prior 0.3035, DCC 0.2720), mr-k60 0.1741 (prior
@@ -124,7 +148,8 @@ AdamW; the epoch with the best validation score (mean objective of the model's d
 power, on held-out instances of each training K) is kept. Training instances come
 from the scenarios' generators at seed ``TRAIN_SEED_OFFSET + seed``.
 
-Deviations from the paper (also in the README): hyper-parameter values [CHOSEN]
+Deviations from the paper (also in the README): the optional ``inputs=lsf`` model sees the
+large-scale fading beta (the paper's model sees positions only); hyper-parameter values [CHOSEN]
 (lost from Tables I-II); link features and a per-AP shared cluster head in place of
 one linear layer to L outputs (same information, AP-symmetric); spatial instead of
 token-index cosine reweighting (UEs have no order); the distance-gap prior in the score;
@@ -133,8 +158,12 @@ penalty formula was lost); MR closed forms for labels and penalty (the ``mr``
 scenarios; labels for ``mmse`` cost a Monte Carlo per instance); no dropout.
 
 Weights: ``plugins/weights/uccf-elu-cosformer.pt`` (one model, L = 16, trained on
-``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread); ``scripts/train_uccf.py`` retrains everything shipped.
-Options: ``weights=PATH``, ``threshold=`` and ``mask=`` (default: the checkpoint's),
+``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread) and
+``plugins/weights/uccf-elu-cosformer-lsf.pt`` (``inputs=lsf``, learned clusters; same scenarios,
+15 + 10 epochs as above, about 19 min on one thread of a 2-core machine shared with two other
+jobs); ``scripts/train_uccf.py`` retrains everything shipped.
+Options: ``weights=PATH``, ``inputs=positions|lsf`` (without ``weights``: which shipped checkpoint,
+default ``positions``; with it, must match the checkpoint's), ``threshold=`` and ``mask=`` (default: the checkpoint's),
 ``position_noise_m=`` (test-time localisation error, seeded per instance);
 ``elu-cosformer-opt`` also ``refine_rounds=`` (default 0: the model's clusters as they are).
 """
