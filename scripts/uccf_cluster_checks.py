@@ -1,6 +1,7 @@
 """Reproduce the README's ``uccf`` clustering figures (one thread, about 1.5 min).
 
     python scripts/uccf_cluster_checks.py
+    python scripts/uccf_cluster_checks.py plugins/weights/uccf-elu-cosformer-lsf.pt   # inputs=lsf model
 
 Validation = the 64 held-out instances per K (indices 1024-1087 of the training stream,
 seed 70,000,000) of mr-k20/30/40, the model's clusters with closed-form max-min power;
