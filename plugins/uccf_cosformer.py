@@ -136,6 +136,8 @@ what the search does. Validation per K 0.6130 / 0.4520 / 0.3273 (prior 0.6069 / 
 0.3192, mr-k50 0.2295, mr-k60 0.1587 (prior 0.3035 / 0.1989 / 0.1208, DCC 0.2720 / 0.1978 /
 0.1315); its own powers (``elu-cosformer``) 0.1615 at mr-k40 and 0.0431 at mr-k60 (positions
 model 0.0553 / 0.0087; the lsf model before the cluster fine-tuning 0.1407 / 0.0230).
+``cluster_loss=perron`` from the same lsf start does not learn (validation 0.446 -> 0.436 over
+six epochs, collapse to 0.10 at the eighth): the searched labels are what teach it.
 
 What does beat the prior from positions is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
 runs :func:`search_clusters` at test time from the model's clusters (it uses the same true
