@@ -559,7 +559,7 @@ class EluCosFormer(Solver):
     kind = "learned"
     problems = ("uccf",)
     solves_batches = True
-    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions -> clusters (top-tau_p per AP, threshold) "
+    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions (inputs=lsf: also beta) -> clusters (top-tau_p per AP, threshold) "
                    "and UL/DL powers")
     options_spec = (
         Option("weights", str, None, "checkpoint file (default: the shipped one of the attention)"),
