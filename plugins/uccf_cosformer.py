@@ -559,8 +559,8 @@ class EluCosFormer(Solver):
     kind = "learned"
     problems = ("uccf",)
     solves_batches = True
-    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions (inputs=lsf: also beta) -> clusters (top-tau_p per AP, threshold) "
-                   "and UL/DL powers")
+    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions (inputs=lsf: also beta) -> clusters "
+                   "(top-tau_p per AP, threshold) and UL/DL powers")
     options_spec = (
         Option("weights", str, None, "checkpoint file (default: the shipped one of the attention)"),
         Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",

@@ -8,8 +8,9 @@ Each model is one ``cfbench train`` command, printed before it runs; the README 
 time each took. The ``inputs=lsf`` model (also sees the large-scale fading beta; a departure
 from the paper's positions-only input) is two commands: the power heads with the cluster
 head left at its prior (15 epochs, written to results/weights/), then the cluster head (and
-powers) fine-tuned from it by BCE to local-search labels (10 epochs, labels every 2). Training draws its instances from the scenarios' generators at seed
-70_000_000 + seed, disjoint from benchmark seeds.
+powers) fine-tuned from it by BCE to local-search labels (10 epochs, labels every 2).
+Training draws its instances from the scenarios' generators at seed 70_000_000 + seed,
+disjoint from benchmark seeds.
 """
 
 from __future__ import annotations
