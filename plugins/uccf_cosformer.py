@@ -14,6 +14,15 @@ gap to the UE's best AP ``r_lk = g_lk - max_l' g_l'k``. A linear layer embeds ea
 token to ``d_model``; the same weights serve any number of UEs. Training adds
 Gaussian noise of ``position_noise_m`` to UE positions (eq. (28)).
 
+``inputs=lsf`` (training option, recorded in the checkpoint; NOT the paper's input, which is
+positions only): every link's features also carry the large-scale fading the system
+knows, ``instances.beta`` (the APs measure it from the pilots; the paper's Sect. V-A allows
+"data that include channel modeling and estimation" at training time, but its model sees
+positions only): ``(10 log10 beta_lk - LSF_DB_MEAN) / LSF_DB_STD`` and the gap
+``log10 beta_lk - max_l' log10 beta_l'k`` (6 link features instead of 4). The prior term
+of the cluster score stays on the *position* gap ``r_lk`` and nothing ranks by beta by
+hand, so any use of beta in the clusters is learned.
+
 Encoder (eqs. (12)-(14), (21)-(26)). ``layers`` pre-norm layers of multi-head attention
 and a GELU feed-forward network (width 2 d_model), residual connections. Attention
 ``attention=``:
@@ -79,7 +88,8 @@ tested equal to the evaluator). ``F_cluster`` is the only path to the cluster sc
 the hard mask passes gradients straight through (``D_st = hard + s - stop_grad(s)``),
 so a link's score moves with its marginal value to the worst UEs at max-min powers.
 
-Status of the clustering term: no form trains the clusters here. ``softmin`` (the
+Status of the clustering term: from positions (the paper's input) no form trains the clusters;
+with ``inputs=lsf`` BCE to searched labels does (below). ``softmin`` (the
 soft minimum over UEs of the SEs at the labels' powers) lowered the validation max-min
 SE of the model's clusters from 0.452 to 0.18-0.20 bit/s/Hz within two epochs (mean of
 mr-k20/30/40): at max-min powers every UE has the same SINR, so it weighs all UEs alike
@@ -87,7 +97,7 @@ and rewards links of strong UEs. ``perron`` (the exact max-min SE ``t* = 1 / rho
 with its gradient from the Perron vectors, :func:`maxmin_sinr_torch`, tested against the
 closed form and a finite difference) fine-tuned from the shipped model for 10 epochs
 stayed flat (0.4516 -> 0.4523 after one epoch) and then drifted down (0.425 after 10). So the
-default and the shipped weights use ``cluster_weight=0``: the cluster scores are the
+default and the shipped positions weights use ``cluster_weight=0``: the cluster scores are the
 untrained prior ``sigmoid(2 r_lk + 2)`` (every AP keeps the tau_p UEs for which it is
 nearest relative to their nearest AP), and training learns the UL and DL power heads
 only: the clustering is not learned.
@@ -113,7 +123,23 @@ removes choice. The gap to DCC at K = 60 is the shadowing: ranking by the true g
 on 40 instances of the training seed's mr-k60 stream (indices 1024-1063), where the
 distance prior gives 0.123.
 
-What does beat the prior is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
+Learned with ``inputs=lsf`` (shipped as ``uccf-elu-cosformer-lsf.pt``): from the lsf model
+trained with ``cluster_weight=0`` (15 epochs, 303 s; its clusters are the distance prior,
+validation 0.4516, its own decision 0.2926 where the positions model reaches 0.146),
+fine-tuned 10 epochs with ``cluster_loss=search``, ``cluster_weight=1``, ``search_rounds=6``,
+``search_every=2`` (847 s; about 170 s per label pass): validation 0.4555, 0.4589, 0.4614,
+0.4621, 0.4628, 0.4635, 0.4638, 0.4641 (kept, epoch 8), 0.4643, 0.4644, while the
+search's gain over the model's own clusters fell from 7.1 % to 1.4 %: the head learned
+what the search does. Validation per K 0.6130 / 0.4520 / 0.3273 (prior 0.6069 / 0.4426 /
+0.3053, DCC 0.6037 / 0.4256 / 0.3098, ranking by the true beta gap 0.6161 / 0.4565 /
+0.3376, i.e. 0.4701). Seed 1, 50 instances, closed-form power on its clusters: mr-k40
+0.3192, mr-k50 0.2295, mr-k60 0.1587 (prior 0.3035 / 0.1989 / 0.1208, DCC 0.2720 / 0.1978 /
+0.1315); its own powers (``elu-cosformer``) 0.1615 at mr-k40 and 0.0431 at mr-k60 (positions
+model 0.0553 / 0.0087; the lsf model before the cluster fine-tuning 0.1407 / 0.0230).
+``cluster_loss=perron`` from the same lsf start does not learn (validation 0.446 -> 0.436 over
+six epochs, collapse to 0.10 at the eighth): the searched labels are what teach it.
+
+What does beat the prior from positions is not learned: ``elu-cosformer-opt`` with ``refine_rounds=4``
 runs :func:`search_clusters` at test time from the model's clusters (it uses the same true
 beta as the closed-form powers this solver already computes): validation 0.4653 (0.4674
 under ``pilot``), seed-1 mr-k40 0.3219 (prior 0.3035, DCC 0.2720), mr-k60 0.1741 (prior
@@ -124,7 +150,8 @@ AdamW; the epoch with the best validation score (mean objective of the model's d
 power, on held-out instances of each training K) is kept. Training instances come
 from the scenarios' generators at seed ``TRAIN_SEED_OFFSET + seed``.
 
-Deviations from the paper (also in the README): hyper-parameter values [CHOSEN]
+Deviations from the paper (also in the README): the optional ``inputs=lsf`` model sees the
+large-scale fading beta (the paper's model sees positions only); hyper-parameter values [CHOSEN]
 (lost from Tables I-II); link features and a per-AP shared cluster head in place of
 one linear layer to L outputs (same information, AP-symmetric); spatial instead of
 token-index cosine reweighting (UEs have no order); the distance-gap prior in the score;
@@ -133,8 +160,12 @@ penalty formula was lost); MR closed forms for labels and penalty (the ``mr``
 scenarios; labels for ``mmse`` cost a Monte Carlo per instance); no dropout.
 
 Weights: ``plugins/weights/uccf-elu-cosformer.pt`` (one model, L = 16, trained on
-``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread); ``scripts/train_uccf.py`` retrains everything shipped.
-Options: ``weights=PATH``, ``threshold=`` and ``mask=`` (default: the checkpoint's),
+``mr-k20,mr-k30,mr-k40``, 30 epochs of 1024 instances each, about 8.5 min on one thread) and
+``plugins/weights/uccf-elu-cosformer-lsf.pt`` (``inputs=lsf``, learned clusters; same scenarios,
+15 + 10 epochs as above, about 19 min on one thread of a 2-core machine shared with two other
+jobs); ``scripts/train_uccf.py`` retrains everything shipped.
+Options: ``weights=PATH``, ``inputs=positions|lsf`` (without ``weights``: which shipped checkpoint,
+default ``positions``; with it, must match the checkpoint's), ``threshold=`` and ``mask=`` (default: the checkpoint's),
 ``position_noise_m=`` (test-time localisation error, seeded per instance);
 ``elu-cosformer-opt`` also ``refine_rounds=`` (default 0: the model's clusters as they are).
 """
@@ -157,18 +188,28 @@ from cfbench.problems import uccf_model as um
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: attention -> shipped checkpoint in WEIGHTS_DIR (``scripts/train_uccf.py`` retrains them)
 SHIPPED_WEIGHTS = {"elu": "uccf-elu-cosformer.pt"}
+#: inputs -> shipped checkpoint (ELU attention)
+SHIPPED_INPUTS = {"positions": "uccf-elu-cosformer.pt", "lsf": "uccf-elu-cosformer-lsf.pt"}
 ATTENTIONS = ("elu", "relu", "softmax", "performer")
+#: ``positions``: the paper's input; ``lsf``: also the large-scale fading beta per link
+INPUTS = ("positions", "lsf")
 MASKS = ("pilot", "top")
 CLUSTER_LOSSES = ("perron", "softmin", "search")
 TRAIN_SEED_OFFSET = 70_000_000
 #: ``instance_rng`` stream of the test-time position noise
 POSITION_NOISE_STREAM = 3101
 N_LINK_FEATURES = 4
+#: extra link features with ``inputs=lsf``: standardised beta_lk in dB and its gap to the UE's strongest AP
+N_LSF_FEATURES = 2
+#: fixed standardisation of 10 log10 beta_lk (mean and std over mr-k20..k60 instances of the training stream)
+LSF_DB_MEAN, LSF_DB_STD = -18.7, 8.85
 #: temperature (bit/s/Hz) of the soft minimum in the clustering term of the loss
 SOFTMIN_TEMPERATURE = 0.02
 
 TRAINING_OPTIONS = (
     Option("attention", str, "elu", "attention of the encoder", choices=ATTENTIONS),
+    Option("inputs", str, "positions", "network input: positions (the paper's) or lsf (also the large-scale "
+           "fading beta of every link)", choices=INPUTS),
     Option("samples", int, 1024, "training instances per scenario (plus validation)"),
     Option("validation", int, 64, "held-out instances per scenario"),
     Option("epochs", int, 30, "training epochs"),
@@ -220,18 +261,35 @@ def link_geometry(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params) -> dict[str,
     return {"offset": offset, "gain": g, "gap": g - g.max(axis=1, keepdims=True)}
 
 
-def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params):
-    """Tokens (n, K, 2 + 2L + 4L), link features (n, L, K, 4), UE angles (n, K, 2) and the
-    gap r (n, L, K), float32 tensors."""
+def n_link_features(inputs: str = "positions") -> int:
+    if inputs not in INPUTS:
+        raise CfbenchError(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+    return N_LINK_FEATURES + (N_LSF_FEATURES if inputs == "lsf" else 0)
+
+
+def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params, beta: np.ndarray | None = None):
+    """Tokens (n, K, 2 + 2L + FL), link features (n, L, K, F), UE angles (n, K, 2) and the
+    position gap r (n, L, K), float32 tensors; F = 4 from positions, 6 when the large-scale
+    fading ``beta`` (n, L, K) is given (``inputs=lsf``): also ``(10 log10 beta - mean) / std``
+    and ``log10 beta_lk - max_l' log10 beta_l'k`` (the dB/10 scale of r)."""
     torch = _torch()
     side = params.side_m
     geo = link_geometry(ap_xy_m, ue_xy_m, params)
     n, L, K = geo["gain"].shape
     gain = (geo["gain"] + 8.0) / 1.0                       # g ~ -3.67 log10(50..350 m): centre near 0
-    links = np.concatenate([geo["offset"] / side, gain[..., None], geo["gap"][..., None]], axis=-1)
+    parts = [geo["offset"] / side, gain[..., None], geo["gap"][..., None]]
+    if beta is not None:
+        beta = np.asarray(beta, dtype=float)
+        if beta.shape != (n, L, K):
+            raise CfbenchError(f"lsf inputs need beta of shape {(n, L, K)} (instances, APs, UEs); got {beta.shape}")
+        log_beta = np.log10(np.maximum(beta, 1e-300))
+        parts += [((10.0 * log_beta - LSF_DB_MEAN) / LSF_DB_STD)[..., None],
+                  (log_beta - log_beta.max(axis=1, keepdims=True))[..., None]]
+    links = np.concatenate(parts, axis=-1)
+    F = links.shape[-1]
     ue = (ue_xy_m % side) / side                            # (n, K, 2) in [0, 1)
     ap = np.broadcast_to(((ap_xy_m % side) / side).reshape(n, 1, 2 * L), (n, K, 2 * L))
-    per_ap = np.transpose(links, (0, 2, 1, 3)).reshape(n, K, L * N_LINK_FEATURES)
+    per_ap = np.transpose(links, (0, 2, 1, 3)).reshape(n, K, L * F)
     tokens = np.concatenate([ue, ap, per_ap], axis=-1)
     angles = 2.0 * np.pi * ue
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
@@ -241,8 +299,9 @@ def network_inputs(ap_xy_m: np.ndarray, ue_xy_m: np.ndarray, params):
 # --- the network ----------------------------------------------------------------------------
 
 def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2, attention: str = "elu",
-                  feature_seed: int = 0):
+                  feature_seed: int = 0, inputs: str = "positions"):
     torch = _torch()
+    n_links = n_link_features(inputs)
     nn = torch.nn
     if attention not in ATTENTIONS:
         raise CfbenchError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
@@ -302,10 +361,10 @@ def build_network(n_aps: int, d_model: int = 64, heads: int = 4, layers: int = 2
     class CosFormerUccf(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.embed = nn.Linear(2 + (2 + N_LINK_FEATURES) * n_aps, d_model)           # eq. (11)
+            self.embed = nn.Linear(2 + (2 + n_links) * n_aps, d_model)                   # eq. (11)
             self.layers = nn.ModuleList(Layer() for _ in range(layers))
             self.norm = nn.LayerNorm(d_model)
-            self.cluster = nn.Sequential(nn.Linear(d_model + N_LINK_FEATURES, 32), nn.GELU(), nn.Linear(32, 1))
+            self.cluster = nn.Sequential(nn.Linear(d_model + n_links, 32), nn.GELU(), nn.Linear(32, 1))
             self.prior = nn.Parameter(torch.tensor([2.0, 2.0]))                         # a, c of the docstring
             self.ul = nn.Linear(d_model, 1)
             self.dl = nn.Linear(d_model, 1)
@@ -489,7 +548,7 @@ def network_from_checkpoint(checkpoint: dict, params=None):
     if params is not None and config["n_aps"] != params.n_aps:
         raise CfbenchError(f"checkpoint trained for L = {config['n_aps']} APs; scenario has L = {params.n_aps}")
     network = build_network(config["n_aps"], config["d_model"], config["heads"], config["layers"],
-                            config["attention"], config.get("feature_seed", 0))
+                            config["attention"], config.get("feature_seed", 0), config.get("inputs", "positions"))
     network.load_state_dict(checkpoint["state_dict"])
     network.eval()
     return network
@@ -500,12 +559,15 @@ class EluCosFormer(Solver):
     kind = "learned"
     problems = ("uccf",)
     solves_batches = True
-    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions -> clusters (top-tau_p per AP, threshold) "
-                   "and UL/DL powers")
+    description = ("Predicted UC-CF: ELU-CosFormer on UE/AP positions (inputs=lsf: also beta) -> clusters "
+                   "(top-tau_p per AP, threshold) and UL/DL powers")
     options_spec = (
         Option("weights", str, None, "checkpoint file (default: the shipped one of the attention)"),
         Option("attention", str, "elu", "attention whose shipped checkpoint is used when weights is not set",
                choices=ATTENTIONS),
+        Option("inputs", str, None, "positions (the paper's input) or lsf (also the large-scale fading): picks the "
+               "shipped checkpoint when weights is not set (default positions), else must match the checkpoint's",
+               choices=INPUTS),
         Option("threshold", float, None, "clustering threshold delta (default: the checkpoint's)"),
         Option("mask", str, None, "clustering mask, top or pilot (default: the checkpoint's; top if it has none)"),
         Option("position_noise_m", float, 0.0, "std of the noise added to the UE positions at test time, metres"),
@@ -516,6 +578,13 @@ class EluCosFormer(Solver):
         super().setup(problem, scenario)
         torch = _torch()
         path = self.options["weights"]
+        inputs = self.options["inputs"]
+        if inputs is not None and inputs not in INPUTS:
+            raise CfbenchError(f"{self.name}: inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+        if path is None and inputs not in (None, "positions"):
+            if self.options["attention"] != "elu":
+                raise CfbenchError(f"{self.name}: inputs={inputs} is shipped for attention elu only")
+            path = WEIGHTS_DIR / SHIPPED_INPUTS[inputs]
         if path is None:
             attention = self.options["attention"]
             if attention not in SHIPPED_WEIGHTS:
@@ -526,6 +595,10 @@ class EluCosFormer(Solver):
             path = WEIGHTS_DIR / SHIPPED_WEIGHTS[attention]
         self.checkpoint = load_checkpoint(Path(path))
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
+        self.inputs = str(self.checkpoint["model"].get("inputs", "positions"))
+        if inputs is not None and inputs != self.inputs:
+            raise CfbenchError(f"{self.name}: inputs={inputs} but the checkpoint {path} was trained on "
+                               f"inputs={self.inputs}")
         threshold = self.options["threshold"]
         self.threshold = float(self.checkpoint["model"]["threshold"] if threshold is None else threshold)
         mask = self.options["mask"]
@@ -543,7 +616,8 @@ class EluCosFormer(Solver):
             ue_xy = ue_xy + np.stack([instance_rng(instances, i, POSITION_NOISE_STREAM).normal(0, self.noise_m, ue_xy.shape[1:])
                                       for i in range(len(instances))])
         with torch.inference_mode():
-            inputs = network_inputs(np.asarray(instances.ap_xy_m, dtype=float), ue_xy, instances.params)
+            inputs = network_inputs(np.asarray(instances.ap_xy_m, dtype=float), ue_xy, instances.params,
+                                    _lsf(instances, self.inputs))
             score, ul, dl = (t.double().numpy() for t in self.network(*inputs))
         return score, ul, dl
 
@@ -603,6 +677,12 @@ def _tensors(instances: Instances):
     return f(instances.beta), f(instances.gamma), f(copilot)
 
 
+def _lsf(instances: Instances, inputs: str) -> np.ndarray | None:
+    """The large-scale fading the network sees with ``inputs=lsf`` (the APs measure it from
+    pilots), else None."""
+    return np.asarray(instances.beta, dtype=float) if inputs == "lsf" else None
+
+
 def _noisy(instances: Instances, sigma_m: float, rng: np.random.Generator) -> np.ndarray:
     ue = np.asarray(instances.ue_xy_m, dtype=float)
     return ue + rng.normal(0.0, sigma_m, ue.shape) if sigma_m > 0 else ue
@@ -625,9 +705,11 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network = network_from_checkpoint(start, params[0])
         for key in ("d_model", "heads", "layers", "attention"):
             cfg[key] = start["model"][key]
+        cfg["inputs"] = start["model"].get("inputs", "positions")
     else:
         network = build_network(params[0].n_aps, int(cfg["d_model"]), int(cfg["heads"]), int(cfg["layers"]),
-                                cfg["attention"], feature_seed=seed)
+                                cfg["attention"], feature_seed=seed, inputs=cfg["inputs"])
+    inputs = str(cfg["inputs"])
     threshold, mask = float(cfg["threshold"]), str(cfg["mask"])
     search = cfg["cluster_loss"] == "search" and float(cfg["cluster_weight"]) > 0
     # rho_scale: the largest DL label of DCC-clustered training instances (min-max scaling, Sect. V-A)
@@ -652,7 +734,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
                 for j in np.array_split(np.arange(n_train), max(1, n_train // 64)):
                     part = d[j]
                     score = network(*network_inputs(np.asarray(part.ap_xy_m, float), np.asarray(part.ue_xy_m, float),
-                                                    p))[0].double().numpy()
+                                                    p, _lsf(part, inputs)))[0].double().numpy()
                     start_clusters = hard_clusters(score, p.tau_p, threshold, mask, np.asarray(part.pilot))
                     found, value, start_value = search_clusters(part, start_clusters, score, mask,
                                                                 rounds=int(cfg["search_rounds"]))
@@ -664,7 +746,8 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
 
     def step(instances: Instances, p, target: np.ndarray | None) -> dict:
         tokens, links, angles, gap = network_inputs(np.asarray(instances.ap_xy_m, float),
-                                                    _noisy(instances, float(cfg["position_noise_m"]), rng), p)
+                                                    _noisy(instances, float(cfg["position_noise_m"]), rng), p,
+                                                    _lsf(instances, inputs))
         score, ul, dl = network(tokens, links, angles, gap)
         hard = hard_clusters(score.detach().double().numpy(), p.tau_p, threshold, mask, np.asarray(instances.pilot))
         label = um.maxmin_decision(instances, hard)                                      # dynamic supervision
@@ -715,7 +798,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         network.eval()
         solver = EluCosFormer()
         solver.network, solver.threshold, solver.noise_m, solver._torch = network, threshold, 0.0, torch
-        solver.mask = mask
+        solver.mask, solver.inputs = mask, inputs
         solver.checkpoint = {"output": {"rho_scale_mw": rho_scale}}
         predicted, optimal = [], []
         for d in data:
@@ -755,7 +838,7 @@ def train(problem, scenarios: list[str], *, seed: int = 0, out: Path | None = No
         "model": {"name": "ELU-CosFormer" if cfg["attention"] == "elu" else f"CosFormer-{cfg['attention']}",
                   "n_aps": p0.n_aps, "d_model": int(cfg["d_model"]), "heads": int(cfg["heads"]),
                   "layers": int(cfg["layers"]), "attention": cfg["attention"], "feature_seed": seed,
-                  "threshold": threshold, "mask": mask},
+                  "threshold": threshold, "mask": mask, "inputs": inputs},
         "state_dict": best_state if best_state is not None else network.state_dict(),
         "output": {"rho_scale_mw": rho_scale},
         "trained_on": {"problem": problem.name, "scenarios": list(scenarios), "n_aps": p0.n_aps},

@@ -1,12 +1,15 @@
 """Reproduce the README's ``uccf`` clustering figures (one thread, about 1.5 min).
 
     python scripts/uccf_cluster_checks.py
+    python scripts/uccf_cluster_checks.py plugins/weights/uccf-elu-cosformer-lsf.pt   # inputs=lsf model
 
 Validation = the 64 held-out instances per K (indices 1024-1087 of the training stream,
 seed 70,000,000) of mr-k20/30/40, the model's clusters with closed-form max-min power;
 ``seed1`` rows = 50 instances of seed 1 (the benchmark tables); ``gauge`` rows = rankings
 by distance (position-only) and by the true beta on 40 instances (indices 1024-1063) of
-the training stream. Weights: the shipped checkpoint, or the file given as argument.
+the training stream; ``moves`` rows = how many links (differing links / 2 per instance, seed 1)
+separate the model's clusters from the distance prior's and from the true-gap ranking's.
+Weights: the shipped checkpoint, or the file given as argument.
 """
 
 from __future__ import annotations
@@ -66,6 +69,22 @@ def main() -> int:
         rows["top true gap"] = cf.hard_clusters(log_beta - log_beta.max(axis=1, keepdims=True), tau_p, -np.inf, "top")
         rows["dcc"] = inst.dcc_clusters
         print(f"gauge {scen}: " + "  ".join(f"{n} {closed_form(inst, c):.4f}" for n, c in rows.items()), flush=True)
+    for scen in ("mr-k40", "mr-k60"):                      # how far the model's clusters moved, and where to
+        inst = P.sample(scen, 50, 1)
+        clusters = {}
+        for name, w in (("prior", None), ("model", weights)):
+            s = cf.EluCosFormerOpt(**({"weights": w} if w else {}))
+            s.setup(P, scen)
+            clusters[name] = s.clusters(inst, s.predict(inst)[0])
+        log_beta = np.log(inst.beta)
+        clusters["true gap"] = cf.hard_clusters(log_beta - log_beta.max(axis=1, keepdims=True), inst.params.tau_p,
+                                                -np.inf, "top")
+        moves = lambda a, b: float((a != b).sum(axis=(1, 2)).mean() / 2)  # noqa: E731
+        print(f"moves seed1 {scen} (differing links / 2 per instance): prior-true gap "
+              f"{moves(clusters['prior'], clusters['true gap']):.1f}  model-true gap "
+              f"{moves(clusters['model'], clusters['true gap']):.1f}  model-prior "
+              f"{moves(clusters['model'], clusters['prior']):.1f}  (prior term a, c = "
+              f"{', '.join(f'{v:.3f}' for v in s.network.prior.detach().tolist())})", flush=True)
     return 0
 
 

@@ -184,6 +184,41 @@ def test_every_attention_is_equivariant_to_permuting_ues(attention, k20):
         np.testing.assert_allclose(y.numpy(), x.numpy()[:, perm], rtol=1e-4, atol=1e-6)
 
 
+def test_lsf_inputs_are_equivariant_to_permuting_ues(k20):
+    """With ``inputs=lsf`` the link features carry beta; permuting the UEs (positions and
+    beta together) permutes every output."""
+    torch.manual_seed(0)
+    net = cf.build_network(16, d_model=32, heads=4, layers=2, attention="elu", inputs="lsf").eval()
+    perm = np.random.default_rng(5).permutation(20)
+    inst = k20[:3]
+    with torch.inference_mode():
+        x = cf.network_inputs(inst.ap_xy_m, inst.ue_xy_m, inst.params, inst.beta)
+        a = net(*x)
+        b = net(*cf.network_inputs(inst.ap_xy_m, inst.ue_xy_m[:, perm], inst.params, inst.beta[:, :, perm]))
+    assert x[1].shape == (3, 16, 20, cf.N_LINK_FEATURES + cf.N_LSF_FEATURES)
+    assert x[0].shape == (3, 20, 2 + (2 + cf.N_LINK_FEATURES + cf.N_LSF_FEATURES) * 16)
+    np.testing.assert_allclose(b[0].numpy(), a[0].numpy()[:, :, perm], rtol=1e-4, atol=1e-6)
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(y.numpy(), x.numpy()[:, perm], rtol=1e-4, atol=1e-6)
+
+
+def test_lsf_inputs_refuse_a_beta_of_the_wrong_shape(k20):
+    inst = k20[:2]
+    with pytest.raises(cf.CfbenchError, match="beta"):
+        cf.network_inputs(inst.ap_xy_m, inst.ue_xy_m, inst.params, inst.beta[:, :, :-1])
+
+
+@pytest.mark.parametrize("solver_option", [True, False])
+def test_bad_inputs_value_is_a_one_line_error_naming_the_choices(solver_option):
+    with pytest.raises(cf.CfbenchError) as error:
+        if solver_option:
+            cf.EluCosFormer(inputs="beta").setup(PROB, "mr-k20")
+        else:
+            cf.EluCosFormer.train(PROB, ["mr-k10"], samples=2, validation=1, epochs=1, inputs="beta")
+    message = str(error.value)
+    assert "\n" not in message and "inputs" in message and all(c in message for c in cf.INPUTS)
+
+
 def test_linear_cosformer_attention_equals_its_quadratic_form():
     """The five-term linear attention is sum_j w_ij phi(q_i).phi(k_j) v_j / normaliser."""
     torch.manual_seed(0)
@@ -234,6 +269,37 @@ def test_shipped_model_meets_the_quality_bar_on_held_out_instances():
         if cls.kind == "learned":
             assert s.feasible.all() and s.metrics["max_ap_load"].max() <= inst.params.tau_p, cls.name
     assert mean["elu-cosformer-opt"] >= 0.9 * mean["cf-maxmin"] or mean["elu-cosformer-opt"] > mean["dcc-maxmin"], mean
+
+
+def test_lsf_weights_load_safely_and_the_solver_picks_them_by_option(k20):
+    path = cf.WEIGHTS_DIR / cf.SHIPPED_INPUTS["lsf"]
+    assert path.stat().st_size < 5e6
+    checkpoint = cf.load_checkpoint(path)
+    assert checkpoint["model"]["inputs"] == "lsf" and checkpoint["training"]["cluster_weight"] > 0
+    default, lsf = cf.EluCosFormer(), cf.EluCosFormer(inputs="lsf")
+    for s in (default, lsf):
+        s.setup(PROB, "mr-k20")
+    assert default.inputs == "positions" and lsf.inputs == "lsf"
+    assert lsf.network.cluster[0].in_features == 64 + cf.N_LINK_FEATURES + cf.N_LSF_FEATURES
+    with pytest.raises(cf.CfbenchError, match="inputs=positions"):
+        cf.EluCosFormer(weights=str(path), inputs="positions").setup(PROB, "mr-k20")
+    inst, perm = k20[:4], np.random.default_rng(2).permutation(20)
+    a, b = lsf.solve(inst), lsf.solve(_permuted(inst, perm))
+    np.testing.assert_array_equal(b["clusters"], a["clusters"][:, :, perm])
+
+
+def test_lsf_model_meets_the_quality_bar_on_held_out_instances():
+    """Held-out seed 7 at K = 40: the lsf model's learned clusters with closed-form power
+    beat DCC's and the untrained distance prior's (the positions model's clusters)."""
+    inst = PROB.sample("mr-k40", 30, seed=7)
+    mean = {}
+    for name, cls, options in (("dcc", bl.DccMaxMin, {}), ("prior", cf.EluCosFormerOpt, {}),
+                               ("lsf", cf.EluCosFormerOpt, {"inputs": "lsf"}),
+                               ("lsf-own", cf.EluCosFormer, {"inputs": "lsf"})):
+        s = PROB.evaluate(inst, _solve(cls, inst, **options))
+        mean[name] = s.objective.mean()
+        assert s.feasible.all() and s.metrics["max_ap_load"].max() <= inst.params.tau_p, name
+    assert mean["lsf"] >= mean["dcc"] and mean["lsf"] > mean["prior"], mean
 
 
 @pytest.mark.slow
