@@ -9,7 +9,9 @@ Table IV (``uccf``), plus a latency-versus-K curve with fitted exponents.
    --workers W --out OUT/mr-kK``, and for Fig. 9 ``mr-k40`` with ``elu-cosformer``,
    ``elu-cosformer-opt`` and ``dcc-maxmin`` at test-time position errors of 0, 5, 10, 20 and
    50 m (``--set elu-cosformer:position_noise_m=X``, the same for ``-opt``; folder
-   ``OUT/mr-k40-noise-X``).
+   ``OUT/mr-k40-noise-X``); and the learned solvers with ``inputs=lsf`` (positions plus
+   large-scale fading, the shipped ``uccf-elu-cosformer-lsf.pt``) on every ``mr-kK``
+   (``OUT/mr-kK-lsf``), shown as "(lsf)" beside the paper's positions-only model.
 2. ``OUT/figures.md`` and PNGs:
    - Fig. 5: per-UE UL and DL SE against K for every solver (mean over UEs and instances;
      the worst UE's, i.e. the objective's ingredients, beside it); ``cf-maxmin`` serves
@@ -53,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = 1
 NOISE_M = (0, 5, 10, 20, 50)
 NOISE_SOLVERS = "elu-cosformer,elu-cosformer-opt,dcc-maxmin"
+#: the variant that also sees the large-scale fading (``inputs=lsf``), labelled "(lsf)" in Figs. 5-6
+LSF_SOLVERS = "elu-cosformer,elu-cosformer-opt"
 
 
 def ensure_run(folder: Path, scenario: str, solvers: str, instances: int, workers: int, extra=()) -> None:
@@ -76,7 +80,9 @@ def _mean_of_lists(series: pd.Series) -> float:
 def fig5_6(out: Path) -> pd.DataFrame:
     rows = []
     for k in LOADS:
-        frame = pd.read_parquet(out / f"mr-k{k}" / "results.parquet")
+        frame = pd.concat([pd.read_parquet(out / f"mr-k{k}" / "results.parquet"),
+                           pd.read_parquet(out / f"mr-k{k}-lsf" / "results.parquet").assign(
+                               solver=lambda f: f["solver"] + " (lsf)")], ignore_index=True)
         for solver, g in frame.groupby("solver", sort=False):
             rows.append({"K": k, "solver": solver, "feasible %": 100 * g["feasible"].mean(),
                          "mean UL SE per UE": _mean_of_lists(g["metric_ul_ue_se_bit_per_hz"]),
@@ -268,6 +274,8 @@ def main() -> None:
     if not args.tables_only:
         for k in LOADS:
             ensure_run(args.out / f"mr-k{k}", f"mr-k{k}", "all", args.instances, args.workers)
+            ensure_run(args.out / f"mr-k{k}-lsf", f"mr-k{k}", LSF_SOLVERS, args.instances, args.workers,
+                       ["--set", "elu-cosformer:inputs=lsf", "--set", "elu-cosformer-opt:inputs=lsf"])
         for x in NOISE_M:
             ensure_run(args.out / f"mr-k40-noise-{x}", "mr-k40", NOISE_SOLVERS, args.instances, args.workers,
                        ["--set", f"elu-cosformer:position_noise_m={x}", "--set", f"elu-cosformer-opt:position_noise_m={x}"])
