@@ -19,8 +19,8 @@ _CACHES: dict[type, object] = {}
 def _benchmarks():
     for module_name in SUITES:
         module = importlib.import_module(module_name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ != module.__name__:
+        for class_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or class_name.startswith("_"):   # asv skips "_" names too
                 continue
             for name in dir(cls):
                 if name.startswith(("time_", "peakmem_", "track_")):
