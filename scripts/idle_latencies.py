@@ -8,7 +8,8 @@ Each problem is one ``cfbench run --problem P --solvers all --instances N --work
 --threads 1`` (seed 0; one solve at a time after the runner's untimed warm-up, so no two
 solves share the cores). The runs are kept under ``OUT/<problem>/`` (rows and manifest)
 and ``OUT/idle.md`` gathers per solver the median and 95th-percentile latency with the
-machine's 1-minute load average before each run. Run nothing else meanwhile.
+machine's 1-minute load average before each run (rows of problems not in ``--problems`` are
+kept from the previous file). Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def main() -> None:
             lines.append(f"| {problem} | {group['scenario'].iloc[0]} | `{solver}` | {group['kind'].iloc[0]} "
                          f"| {(group['status'] == 'ok').sum()}/{len(group)} | {_fmt(latency.median())} "
                          f"| {_fmt(latency.quantile(0.95))} | {load:.2f} |")
-    (args.out / "idle.md").write_text("\n".join(lines) + "\n")
+    # rows of problems not rerun this time are kept from the previous file (with their own load column)
+    previous = args.out / "idle.md"
+    if previous.is_file():
+        kept = [line for line in previous.read_text().splitlines()
+                if line.startswith("| ") and line.split("|")[1].strip() in set(PROBLEMS) - set(problems)]
+        lines += kept
+    previous.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
