@@ -1,4 +1,4 @@
-"""Runs, tables and PNG plots in the shape of the ELU-CosFormer paper's Figs. 5, 6, 8 and 9 and
+"""Runs, tables and PNG plots in the shape of the ELU-CosFormer paper's Figs. 4, 5, 6, 8 and 9 and
 Table IV (``uccf``), plus a latency-versus-K curve with fitted exponents.
 
     python scripts/uccf_figures.py [--instances 32] [--workers 2] [--out results/reference/uccf]
@@ -20,6 +20,10 @@ Table IV (``uccf``), plus a latency-versus-K curve with fitted exponents.
    - Fig. 8: CDFs of the UL and DL powers the network predicts (``elu-cosformer``) against
      the closed-form max-min powers on the same clusters (``elu-cosformer-opt``) at K = 40;
    - Fig. 9: mean min SE against the position error;
+   - Fig. 4: validation score per epoch of the shipped ELU-CosFormer and of the attention
+     ablations (``cfbench train ... --set attention=A --epochs 10 --out results/weights/uccf-A-cosformer.pt``,
+     the command in ``figures.md``; ``python scripts/train_uccf.py --ablations`` trains them for 30);
+     their histories are copied to ``OUT/fig4_histories.json``, so the plot redraws without them);
    - Table IV: parameters, FLOPs of one forward pass (``torch.utils.flop_counter``) and CPU
      latency per instance (medians of the K = 40 run's rows) of the network and of the
      closed form;
@@ -110,6 +114,41 @@ def fig9(out: Path) -> pd.DataFrame:
         for solver, g in frame.groupby("solver", sort=False):
             rows.append({"position error std, m": x, "solver": solver, "mean min SE": g["objective"].mean(),
                          "feasible %": 100 * g["feasible"].mean()})
+    return pd.DataFrame(rows)
+
+
+ATTENTIONS = {"elu": "ELU-CosFormer (shipped)", "relu": "ReLU CosFormer", "softmax": "softmax Transformer",
+              "performer": "Performer (FAVOR+)"}
+
+
+def fig4(out: Path, epochs: int = 10) -> pd.DataFrame:
+    """Fig. 4 (activation ablation): validation score per epoch of the shipped ELU model and of the
+    ablations trained with ``python scripts/train_uccf.py --ablations`` (``results/weights/``, not
+    shipped). The histories are kept in ``OUT/fig4_histories.json`` so the figure redraws without
+    the checkpoints; the first ``epochs`` epochs of each are compared (the ablations' budget)."""
+    import torch
+
+    from cfbench.plugins import uccf_cosformer as cf
+
+    store = out / "fig4_histories.json"
+    histories = json.loads(store.read_text()) if store.is_file() else {}
+    paths = {"elu": ROOT / "plugins/weights/uccf-elu-cosformer.pt",
+             **{a: ROOT / f"results/weights/uccf-{a}-cosformer.pt" for a in ("relu", "softmax", "performer")}}
+    for attention, path in paths.items():
+        if path.is_file():
+            ck = torch.load(path, weights_only=True)
+            histories[attention] = {"parameters": sum(p.numel() for p in cf.network_from_checkpoint(ck).parameters()),
+                                    "history": [{k: h[k] for k in ("epoch", "val_predicted", "val_optimal")}
+                                                for h in ck["training"]["history"]]}
+    store.write_text(json.dumps(histories, indent=1) + "\n")
+    rows = []
+    for attention, entry in histories.items():
+        hist = [h for h in entry["history"] if 1 <= h["epoch"] <= epochs]
+        if hist:
+            rows.append({"attention": ATTENTIONS.get(attention, attention), "key": attention,
+                         "best val_predicted, epochs 1-%d" % epochs: max(h["val_predicted"] for h in hist),
+                         "val_optimal (clusters)": hist[-1]["val_optimal"], "parameters": entry["parameters"],
+                         "epochs": len(hist)})
     return pd.DataFrame(rows)
 
 
@@ -253,6 +292,30 @@ def plots(out: Path, t56: pd.DataFrame, powers: dict, t9: pd.DataFrame, latency:
            "ms per instance, one thread", log="xy")
 
 
+def plot_fig4(out: Path, epochs: int = 10) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    store = out / "fig4_histories.json"
+    if not store.is_file():
+        return
+    ax = plt.figure(figsize=(5.5, 3.8)).gca()
+    for attention, entry in json.loads(store.read_text()).items():
+        hist = [h for h in entry["history"] if h["epoch"] <= epochs]
+        ax.plot([h["epoch"] for h in hist], [h["val_predicted"] for h in hist], marker="o",
+                label=ATTENTIONS.get(attention, attention))
+    ax.set(xlabel="epoch", ylabel="validation min SE of the model's decision",
+           title="Fig. 4 shape: attention ablation (clusters at the prior)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    plt.tight_layout()
+    plt.savefig(out / "fig4.png", dpi=120)
+    plt.close()
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=32)
@@ -280,6 +343,7 @@ def main() -> None:
             ensure_run(args.out / f"mr-k40-noise-{x}", "mr-k40", NOISE_SOLVERS, args.instances, args.workers,
                        ["--set", f"elu-cosformer:position_noise_m={x}", "--set", f"elu-cosformer-opt:position_noise_m={x}"])
     t56, powers, t9 = fig5_6(args.out), fig8(args.out), fig9(args.out)
+    t4 = fig4(args.out)
     table4, latency = complexity(args.out, loads, args.latency_repeats)
     fit = exponents(latency)
     quantiles = pd.DataFrame([{"powers": name, "median mW": np.median(v), "10 %": np.quantile(v, 0.1),
@@ -290,6 +354,11 @@ def main() -> None:
              f"measurements {os.getloadavg()[0]:.2f}. SE in bit/s/Hz.", "",
              "## Figs. 5-6: SE per UE and connections against K", "", t56.to_markdown(index=False, floatfmt=".4g"), "",
              "`cf-maxmin` (Optimal CF) serves every UE from every AP and breaks tau_p = 10 for K > 10.", "",
+             "## Fig. 4: attention ablation (validation objective of the model's own decision, mean of "
+             "mr-k20/30/40; each ablation trained by `cfbench train --solver elu-cosformer --problem uccf "
+             "--scenario mr-k20,mr-k30,mr-k40 --seed 0 --threads 1 --epochs 10 --samples 1024 --set attention=A "
+             "--out results/weights/uccf-A-cosformer.pt`; the shipped ELU model's first 10 of 30 epochs)", "",
+             t4.drop(columns=["key"]).to_markdown(index=False, floatfmt=".4g") if len(t4) else "(no histories)", "",
              "## Fig. 8: predicted against closed-form powers (same clusters, K = 40)", "",
              quantiles.to_markdown(index=False, floatfmt=".4g"), "",
              "## Fig. 9: test-time position error (K = 40)", "", t9.to_markdown(index=False, floatfmt=".4g"), "",
@@ -300,6 +369,7 @@ def main() -> None:
              "Fitted exponents (ms ~ K^a, K >= 40): " + "; ".join(f"{m}: {a:.2f}" for m, a in fit.items()), ""]
     (args.out / "figures.md").write_text("\n".join(lines) + "\n")
     plots(args.out, t56, powers, t9, latency)
+    plot_fig4(args.out)
     print("\n".join(lines))
 
 
