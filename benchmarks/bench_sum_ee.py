@@ -14,6 +14,18 @@ def _problem():
     return build_registry().problem("sum-ee")
 
 
+def _warm_solver(scenario, name):
+    """The problem and solver ``name`` set up on ``scenario`` and warmed up on one instance
+    (seed 6), on one thread, as the runner times a solve."""
+    limit_threads(1)
+    registry = build_registry()
+    problem = registry.problem("sum-ee")
+    solver = registry.solver("sum-ee", name).cls()
+    solver.setup(problem, scenario)
+    solver.solve(problem.sample(scenario, 1, seed=6))
+    return problem, solver
+
+
 class Evaluate:
     params = (["5ap-10ue", "15ap-15ue"], [64, 1024])
     param_names = ["scenario", "n_instances"]
@@ -51,13 +63,8 @@ class SolverLatency:
     timeout = 300
 
     def setup(self, scenario, solver):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("sum-ee")
-        self.solver = registry.solver("sum-ee", solver).cls()
-        self.solver.setup(self.problem, scenario)
+        self.problem, self.solver = _warm_solver(scenario, solver)
         self.instance = self.problem.sample(scenario, 1, seed=5)
-        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 
     def time_solve(self, scenario, solver):
         self.solver.solve(self.instance)
@@ -72,13 +79,8 @@ class GnnInference:
     timeout = 300
 
     def setup(self, scenario, n):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("sum-ee")
-        self.solver = registry.solver("sum-ee", "gnn").cls()
-        self.solver.setup(self.problem, scenario)
+        self.problem, self.solver = _warm_solver(scenario, "gnn")
         self.instances = self.problem.sample(scenario, n, seed=5)
-        self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 
     def time_solve(self, scenario, n):
         self.solver.solve(self.instances)

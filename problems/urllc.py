@@ -228,6 +228,12 @@ def draw_large_scale(params: UrllcScenario, rng: np.random.Generator) -> dict[st
 
 # --- the SINR as a function of the powers -----------------------------------------------
 
+def _lsf_arguments(instances: Instances) -> tuple:
+    """``(beta, rician_factor, n_antennas, n_pilot)`` of a batch, what both regroupings take."""
+    p = instances.params
+    return instances.beta, instances.rician_factor, p.n_antennas, p.n_pilot
+
+
 @dataclass(frozen=True)
 class SinrCoefficients:
     """The closed forms (A)-(D) of :mod:`urllc_model` regrouped by powers.
@@ -278,8 +284,7 @@ class SinrCoefficients:
 
     @classmethod
     def from_instances(cls, instances: Instances) -> "SinrCoefficients":
-        p = instances.params
-        return cls.from_lsf(instances.beta, instances.rician_factor, p.n_antennas, p.n_pilot)
+        return cls.from_lsf(*_lsf_arguments(instances))
 
     def inverse_sinr(self, power_w: np.ndarray) -> np.ndarray:
         """``1/delta_k`` for power vectors (..., S, K) or (..., K) matching the batch axes."""
@@ -348,8 +353,7 @@ class SinrFactors:
 
     @classmethod
     def from_instances(cls, instances: Instances) -> "SinrFactors":
-        p = instances.params
-        return cls.from_lsf(instances.beta, instances.rician_factor, p.n_antennas, p.n_pilot)
+        return cls.from_lsf(*_lsf_arguments(instances))
 
     def inverse_sinr(self, power_w: np.ndarray) -> np.ndarray:
         """``1/delta_k`` for power vectors (..., K) with the batch axes of ``beta``."""
