@@ -83,6 +83,43 @@ def test_network_is_equivariant_over_terminals_and_invariant_over_aps(network):
         assert not torch.allclose(network(x, flipped)[:, 0], out[:, 0])
 
 
+def test_inference_path_equals_the_forward_pass_and_bfloat16_stays_close():
+    """``predict`` (blocks, fused products) computes ``forward``; small blocks split the
+    terminals across several blocks, so the block boundaries are exercised."""
+    solver = est.EstpaNet()
+    solver.setup(PROBLEM, "k10")
+    inst = PROBLEM.sample("k10", 5, seed=71)
+    stats = solver.checkpoint["input"]
+    x, aerial = est.network_inputs(inst, stats["log10_beta_mean"], stats["log10_beta_std"])
+    with torch.inference_mode():
+        reference = solver.network(x, aerial)
+        for block_rows in (64, 1000, est.INFERENCE_BLOCK_ROWS):
+            fast = solver.network.predict(x, aerial, block_rows=block_rows)
+            np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-6, atol=1e-6)
+        low = solver.network.predict(x, aerial, torch.bfloat16)
+    assert low.dtype == torch.float32
+    np.testing.assert_allclose(low.numpy(), reference.numpy(), atol=2e-3)
+    assert not torch.equal(low, reference)  # the option does change the arithmetic
+    # the solver's chunked solve gives the same powers as one forward pass
+    p = inst.params
+    np.testing.assert_allclose(solver.solve(inst)["power_w"],
+                               est.power_from_output(reference.double().numpy(), p.p_min_w, p.p_max_w),
+                               rtol=1e-6)
+
+
+def test_fused_linear_relu_equals_addmm_then_relu(monkeypatch):
+    x, w, b = torch.randn(50, 9), torch.randn(16, 9), torch.randn(16)
+    expected = torch.relu(x @ w.t() + b)
+    np.testing.assert_allclose(est.linear_relu(x, w, b).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(est, "_FUSED_LINEAR_RELU", False)
+    np.testing.assert_allclose(est.linear_relu(x, w, b).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_precision_option_is_checked():
+    with pytest.raises(CfbenchError, match="precision.*float32, bfloat16.*'half'"):
+        est.EstpaNet(precision="half")
+
+
 def test_power_mapping_is_eq_18():
     p = est.power_from_output(torch.tensor([0.0, 0.5, 1.0]), 0.001, 1.0)
     np.testing.assert_allclose(p.numpy(), [0.001, 0.5005, 1.0])
