@@ -58,6 +58,7 @@ the SINR of an ``N_d``-chip spreading, and the EE numerator scales as in (21)
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,6 +236,36 @@ def coefficients(instances: Instances) -> CoexistenceCoefficients:
         p.chip_xcorr_sq(), p.n_antennas, p.device_spreading, cross_service=(p.access == "noma"))
 
 
+#: instances whose coefficients the evaluator keeps (about 1.6 kB each at the default setting)
+COEFFICIENT_CACHE_INSTANCES = 1 << 14
+_COEFFICIENT_CACHE: "OrderedDict[tuple, CoexistenceCoefficients]" = OrderedDict()
+#: the instance arrays the coefficients depend on (with the scenario)
+_COEFFICIENT_INPUTS = ("user_gain", "device_gain", "user_serving", "device_serving", "user_pilot", "device_pilot")
+
+
+def evaluator_coefficients(instances: Instances) -> CoexistenceCoefficients:
+    """:func:`coefficients`, remembered by the evaluator (and only by it).
+
+    The coefficients depend on the instances alone, not on the decision, so a run that
+    scores every solver on the same instances computes them once per instance (or once
+    per batch) instead of once per solver. The key is the scenario and the input
+    arrays' shapes and 64-bit hashes of their bytes, per evaluated batch (an accidental
+    match among the cache's entries has odds below 1e-9); the oldest batches are dropped
+    beyond ``COEFFICIENT_CACHE_INSTANCES`` instances. Solvers call :func:`coefficients`,
+    never this: a solver's timed work must not depend on what was scored before it."""
+    arrays = [np.ascontiguousarray(getattr(instances, name)) for name in _COEFFICIENT_INPUTS]
+    key = (instances.params, *(a.shape for a in arrays), *(hash(a.tobytes()) for a in arrays))
+    found = _COEFFICIENT_CACHE.get(key)
+    if found is None:
+        found = _COEFFICIENT_CACHE[key] = coefficients(instances)
+        held = sum(k[1][0] for k in _COEFFICIENT_CACHE)
+        while held > COEFFICIENT_CACHE_INSTANCES and len(_COEFFICIENT_CACHE) > 1:
+            held -= _COEFFICIENT_CACHE.popitem(last=False)[0][1][0]
+    else:
+        _COEFFICIENT_CACHE.move_to_end(key)
+    return found
+
+
 def performance(params: MmtcScenario, coeffs: CoexistenceCoefficients, user_power_w, device_power_w) -> dict:
     """SINRs, rates and EEs of power vectors (n, K_u), (n, K_d): the one place (21) is computed."""
     p = np.asarray(user_power_w, float)
@@ -303,7 +334,7 @@ class Mmtc(Problem):
         p: MmtcScenario = instances.params
         user_power = np.asarray(decision["user_power_w"], float)
         device_power = np.asarray(decision["device_power_w"], float)
-        t = self.performance(instances, user_power, device_power)
+        t = performance(p, evaluator_coefficients(instances), user_power, device_power)
         with np.errstate(divide="ignore"):
             sinr_db = 10 * np.log10(t["device_sinr"])
         min_ee = np.min(t["device_ee_bit_per_j"], axis=1)

@@ -132,6 +132,32 @@ def test_silent_users_fail_c4_and_silent_devices_fail_c5(problem):
     assert np.all(score.objective == 0.0)
 
 
+def test_evaluator_cache_gives_the_uncached_scores_and_tells_instances_apart(problem, monkeypatch):
+    from cfbench.problems import mmtc
+
+    monkeypatch.setattr(mmtc, "_COEFFICIENT_CACHE", type(mmtc._COEFFICIENT_CACHE)())
+    monkeypatch.setattr(mmtc, "COEFFICIENT_CACHE_INSTANCES", 6)
+    inst = problem.sample("ku2-kd10-m10-ms5", 4, seed=17)
+    p = inst.params
+    decision = {"user_power_w": np.full((4, p.n_users), 0.5 * p.user_max_power_w),
+                "device_power_w": np.full((4, p.n_devices), 0.3 * p.device_max_power_w)}
+    uncached = mmtc.performance(p, mmtc.coefficients(inst), decision["user_power_w"], decision["device_power_w"])
+    for _ in range(2):  # cold, then warm
+        score = problem.evaluate(inst, decision)
+        np.testing.assert_array_equal(score.metrics["device_ee_mbit_per_j"], 1e-6 * uncached["device_ee_bit_per_j"])
+    # the same drop with another association is another key, scored with its own coefficients
+    moved = inst[np.array([0])]
+    moved.arrays["device_serving"] = 1 - moved.device_serving
+    other = mmtc.performance(p, mmtc.coefficients(moved), decision["user_power_w"][:1], decision["device_power_w"][:1])
+    score = problem.evaluate(moved, {k: v[:1] for k, v in decision.items()})
+    np.testing.assert_array_equal(score.metrics["device_ee_mbit_per_j"], 1e-6 * other["device_ee_bit_per_j"])
+    assert not np.allclose(other["device_ee_bit_per_j"], uncached["device_ee_bit_per_j"][:1])
+    # bounded: the batch of 4 plus the single drop fit, another batch of 4 evicts the oldest
+    assert sum(k[1][0] for k in mmtc._COEFFICIENT_CACHE) == 5
+    problem.evaluate(problem.sample("ku2-kd10-m10-ms5", 4, seed=18), decision)
+    assert sum(k[1][0] for k in mmtc._COEFFICIENT_CACHE) == 5
+
+
 def test_evaluator_is_equivariant_under_device_and_user_permutations(problem):
     inst = problem.sample("ku2-kd10-m10-ms5", 2, seed=3)
     rng = np.random.default_rng(0)
