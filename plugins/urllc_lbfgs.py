@@ -53,7 +53,10 @@ set is convex, so the reliable part of the segment ``x^0 + s (x* - x^0)``,
 finds its end, and the point kept is the largest ``s`` at which the
 evaluator-equivalent scorer (:class:`cfbench.plugins.urllc_baselines.CandidateScorer`,
 the evaluator's own formulas and tolerance) finds every served terminal
-reliable. It replaces the incumbent only if its Omega is larger, so the trace
+reliable and its SINR at least ``min(gamma, delta_k(x^0))`` (a convex set
+containing the start: without it the bisection would spend the evaluator's
+1e-6-decade tolerance on eps_k, and an answer at that edge could flip with
+the last bits of the SINR). It replaces the incumbent only if its Omega is larger, so the trace
 (the incumbent's Omega after each round, starting with the start's) is
 non-decreasing and the answer is never below the start.
 
@@ -178,9 +181,14 @@ class OmegaGradient:
 
 def _reliable_fraction(scorer: CandidateScorer, x0: np.ndarray, x1: np.ndarray, served: np.ndarray) -> float:
     """Largest ``s`` in [0, 1] (to 2^-BISECTION_STEPS) with every ``served`` terminal reliable at
-    ``x0 + s (x1 - x0)``; ``x0`` itself must make them reliable (module docstring)."""
+    ``x0 + s (x1 - x0)``; ``x0`` itself must make them reliable (module docstring). Reliable means
+    both: the scorer finds eps_k within eps_QoS (the evaluator's test, with its tolerance) and
+    ``delta_k >= min(gamma, delta_k(x0))`` (no use of that tolerance beyond the start's)."""
+    floor = np.minimum(scorer.params.sinr_threshold, scorer.sinr(np.exp(x0)[None])[0, served])
+
     def ok(s: float) -> bool:
-        return bool(np.all(scorer.score(np.exp(x0 + s * (x1 - x0))[None])["reliable"][0, served]))
+        scored = scorer.score(np.exp(x0 + s * (x1 - x0))[None])
+        return bool(np.all(scored["reliable"][0, served]) and np.all(scored["sinr"][0, served] >= floor))
 
     if ok(1.0):
         return 1.0

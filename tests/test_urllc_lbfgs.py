@@ -111,3 +111,13 @@ def test_feasible_on_the_stress_instances_that_need_the_reliability_phase():
         score = PROBLEM.evaluate(inst, _solve(lb.LBFGS, inst).decision)
         assert np.all(score.metrics["n_unreachable_eps"] == 0)
         assert np.all(score.feasible), score.metrics["n_violating_eps"]
+
+
+def test_answers_do_not_spend_the_evaluators_eps_tolerance():
+    """tiny, seed 0: on three of the four instances a reliability cap binds at the optimum; the
+    answers meet eps_QoS itself (violation exactly 0), not just within the evaluator's 1e-6 decades."""
+    inst = PROBLEM.sample("tiny", 4, seed=0)
+    for cls, options in ((lb.LBFGS, {}), (lb.MultiStartLBFGS, {"n_random": 2})):
+        score = PROBLEM.evaluate(inst, _solve(cls, inst, **options).decision)
+        assert np.all(score.feasible)
+        np.testing.assert_array_equal(score.violation["error_probability_decades"], 0.0)
