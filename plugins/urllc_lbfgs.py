@@ -42,9 +42,9 @@ augmented Lagrangian (Powell-Hestenes-Rockafellar, inequality form): with
 
 over the box, then ``lam_k <- max(0, lam_k + rho c_k)``, and ``rho`` grows
 tenfold whenever the largest violation did not fall to a quarter; the rounds
-stop when the served caps hold without the margin (or after ``max_rounds``). Most instances of the
-``k`` and ``alpha`` scenarios never touch a cap: the first round is then plain
-L-BFGS-B on Omega.
+stop when the served caps hold without the margin (or after ``max_rounds``).
+Most instances of the ``k`` and ``alpha`` scenarios never touch a cap: the
+first round is then plain L-BFGS-B on Omega.
 
 Exact feasibility and monotonicity. Every round's point ``x*`` is made exactly
 feasible before it counts: the start ``x^0`` makes S reliable and the reliable
@@ -56,9 +56,9 @@ the evaluator's own formulas and tolerance) finds every served terminal
 reliable and its SINR at least ``min(gamma, delta_k(x^0))`` (a convex set
 containing the start: without it the bisection would spend the evaluator's
 1e-6-decade tolerance on eps_k, and an answer at that edge could flip with
-the last bits of the SINR). It replaces the incumbent only if its Omega is larger, so the trace
-(the incumbent's Omega after each round, starting with the start's) is
-non-decreasing and the answer is never below the start.
+the last bits of the SINR). It replaces the incumbent only if its Omega is
+larger, so the trace (the incumbent's Omega after each round, starting with
+the start's) is non-decreasing and the answer is never below the start.
 
 Start and served set (exactly as ``sca``, without its conic step). The start
 is the ``best-uniform`` common level. If a terminal is unreliable there, the
@@ -78,9 +78,9 @@ local optimum can differ from the one near the uniform level (on
 eps_QoS as ``sca``.
 
 ``multistart-lbfgs`` (kind "reference", the best known value for the gap
-column) runs the same rounds from several starts and keeps the best verified
-point: the ``lbfgs`` start (its answer is therefore never below ``lbfgs``'s),
-every terminal at ``p_max`` and at the Omega-only best common level, and
+column) runs ``lbfgs`` and then the same rounds from more starts, keeping the
+best verified point (so it is never below ``lbfgs``): every terminal at
+``p_max`` and at the Omega-only best common level, and
 ``n_random`` log-uniform random vectors seeded per instance
 (:func:`cfbench.instance_rng`). A start that does not make S reliable is first
 moved along the segment to the ``lbfgs`` start (the largest reliable fraction,
@@ -291,14 +291,12 @@ class LBFGS(Solver):
     def _ascend(self, scorer, model, x_start, x_safe, served, omega_safe):
         return ascend(scorer, model, x_start, x_safe, served, omega_safe, self.max_iter, self.max_rounds, self.tol)
 
-    def solve_one(self, instances: Instances, i: int) -> tuple[np.ndarray, list[float], int, dict]:
-        """Final powers (K,), the incumbent's Omega after each round, L-BFGS-B iterations, diagnostics."""
-        p = instances.params
-        scorer = CandidateScorer(instances, i)
+    def _lbfgs(self, scorer: CandidateScorer, model: OmegaGradient):
+        """The ``lbfgs`` answer of one instance: ``(x, Omega, trace, iterations, x0, S, info)``."""
+        p = scorer.params
         x0, served, info = lbfgs_start(scorer)
         omega0 = float(scorer.score(np.exp(x0)[None])["omega"][0])
         info["n_served"] = int(served.sum())
-        model = OmegaGradient(scorer)
         x, omega, trace, iterations = self._ascend(scorer, model, x0, x0, served, omega0)
         if info["n_served_start"] < info["n_served"]:
             # the uniform level misses a served cap: ascend from it too, pulled back towards x0
@@ -306,8 +304,15 @@ class LBFGS(Solver):
             x_2, omega_2, trace_2, iterations_2 = self._ascend(scorer, model, x_u, x0, served, omega0)
             iterations += iterations_2
             if omega_2 > omega:
-                x = x_2
-            trace = trace + [max(omega, b) for b in trace_2[1:]]
+                x, omega = x_2, omega_2
+            trace = trace + [max(trace[-1], b) for b in trace_2[1:]]
+        return x, omega, trace, iterations, x0, served, info
+
+    def solve_one(self, instances: Instances, i: int) -> tuple[np.ndarray, list[float], int, dict]:
+        """Final powers (K,), the incumbent's Omega after each round, L-BFGS-B iterations, diagnostics."""
+        p = instances.params
+        scorer = CandidateScorer(instances, i)
+        x, _, trace, iterations, _, _, info = self._lbfgs(scorer, OmegaGradient(scorer))
         return np.clip(np.exp(x), p.p_min_w, p.p_max_w), trace, iterations, info
 
     def solve(self, instances: Instances) -> Solution:
@@ -324,7 +329,7 @@ class LBFGS(Solver):
 class MultiStartLBFGS(LBFGS):
     name = "multistart-lbfgs"
     kind = "reference"
-    description = "multi-start lbfgs (its start, p_max, Omega-only level, seeded log-uniform starts): best known value"
+    description = "lbfgs, then the same ascent from p_max, the Omega-only level and seeded log-uniform starts: best known value"
     options_spec = LBFGS.options_spec + (
         Option("n_random", int, 8, "log-uniform random starts besides the deterministic ones"),
     )
@@ -338,14 +343,12 @@ class MultiStartLBFGS(LBFGS):
         K = p.n_terminals
         scorer = CandidateScorer(instances, i)
         model = OmegaGradient(scorer)
-        x0, served, info = lbfgs_start(scorer)
-        omega0 = float(scorer.score(np.exp(x0)[None])["omega"][0])
+        best_x, best, trace, total, x0, served, info = self._lbfgs(scorer, model)
         x_lo, x_hi = float(np.log(p.p_min_w)), float(np.log(p.p_max_w))
         level_w, _ = best_common_level(scorer, reliability_first=False)
         rng = instance_rng(instances, i, stream=RANDOM_START_STREAM)
-        starts = [x0, np.full(K, x_hi), np.full(K, np.log(level_w))]
+        starts = [np.full(K, x_hi), np.full(K, np.log(level_w))]
         starts += list(rng.uniform(x_lo, x_hi, size=(self.n_random, K)))
-        best_x, best, trace, total = x0, omega0, [omega0], 0
         for start in starts:
             # a start that leaves a served terminal unreliable moves towards x0 until none does
             safe = x0 + _reliable_fraction(scorer, x0, start, served) * (start - x0)
