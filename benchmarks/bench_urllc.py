@@ -1,4 +1,4 @@
-"""asv benchmarks for ``urllc``: batch evaluation, SCA and U-ESTPANet latency.
+"""asv benchmarks for ``urllc``: batch evaluation, SCA, L-BFGS-B and U-ESTPANet latency.
 
 Run: ``asv run --python=same --quick --bench urllc``. Solver benchmarks pin one
 thread, as the runner does by default; U-ESTPANet runs under
@@ -41,7 +41,7 @@ class Evaluate:
 class SolverLatency:
     """One solve of one instance after setup and a warm-up, as the runner times it."""
 
-    params = (["k10", "k60", "stress-k60"], ["estpanet", "sca", "best-uniform"])
+    params = (["k10", "k60", "stress-k60"], ["estpanet", "sca", "lbfgs", "best-uniform"])
     param_names = ["scenario", "solver"]
     timeout = 600
     number = 1

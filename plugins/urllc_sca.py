@@ -324,9 +324,10 @@ def _solve(problem: cp.Problem, variable: cp.Variable, violation,
     return None
 
 
-def reliable_start(scorer: CandidateScorer, sub: "SCASubproblems", b: np.ndarray, x_uniform: np.ndarray,
-                   served_uniform: np.ndarray):
-    """The served set S and the start of the iterations (module docstring): ``(x, S, info)``."""
+def reliable_anchor(scorer: CandidateScorer) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The largest set S of terminals that can be reliable at once and log powers ``x_r`` (K,)
+    that make S reliable, by the exact test of :mod:`cfbench.problems.urllc_reliability`
+    (module docstring, "Initialisation"; no conic solver): ``(S, x_r, info)``."""
     p = scorer.params
     c = scorer.coefficients
     test = reliability.reliability_test(c, p.sinr_threshold, p.p_min_w, p.p_max_w)
@@ -337,10 +338,17 @@ def reliable_start(scorer: CandidateScorer, sub: "SCASubproblems", b: np.ndarray
         found = reliability.largest_reliable_set(c, p.sinr_threshold, p.p_min_w, p.p_max_w)
         served, power = found.served, found.power_w
         info.update(n_unreachable_low=found.n_unreachable_low, n_unreachable_high=found.n_unreachable_high)
+    return served, np.log(np.clip(power, p.p_min_w, p.p_max_w)), info
+
+
+def reliable_start(scorer: CandidateScorer, sub: "SCASubproblems", b: np.ndarray, x_uniform: np.ndarray,
+                   served_uniform: np.ndarray):
+    """The served set S and the start of the iterations (module docstring): ``(x, S, info)``."""
+    p = scorer.params
+    served, x_r, info = reliable_anchor(scorer)
     if served.sum() <= served_uniform.sum():
         return x_uniform, served_uniform, info
     x_lo, x_hi = np.log(p.p_min_w), np.log(p.p_max_w)
-    x_r = np.log(np.clip(power, p.p_min_w, p.p_max_w))
     candidates = [x_r[None] + START_SEGMENT_STEPS[:, None] * (x_uniform - x_r)[None]]
     # the reliable point nearest to the uniform start (a convex problem, feasible: x_r is in it)
     cap = np.where(served, -np.log(p.sinr_threshold) - SURROGATE_MARGIN, NO_CAP)

@@ -1,4 +1,4 @@
-"""Median per-instance latency of SCA and U-ESTPANet at K = 10 and K = 60 on one thread,
+"""Median per-instance latency of SCA, L-BFGS-B and U-ESTPANet at K = 10 and K = 60 on one thread,
 timed the way the runner times a solve: setup and an untimed warm-up first, then one
 instance per call (U-ESTPANet's input preprocessing included).
 
@@ -35,7 +35,7 @@ def main(n_instances: int) -> None:
     registry = build_registry()
     problem = registry.problem("urllc")
     for scenario in ("k10", "k60"):
-        for name in ("sca", "estpanet"):
+        for name in ("sca", "lbfgs", "estpanet"):
             latency = median_latency_s(problem, scenario, registry.solver("urllc", name).cls, n_instances)
             torch = sys.modules.get("torch")
             threads = torch.get_num_threads() if torch is not None else "-"
