@@ -4,6 +4,7 @@
 #   each Table II setting: UPC, FPC, G-FPC, fast OPC (the labels' solver) and het-gnn   (256 drops)
 #   each Table II setting: het-gnn with the weights trained without the augmented Lagrangian
 #                          (beta = 0, results/weights/het-gnn-beta0.pt, see the README)   (256 drops)
+#   each Table II setting: fast OPC on seed 1, the KL estimator's own noise (256 drops)
 # Usage: scripts/mmtc_gnn_runs.sh [SETTING ...]   then: python scripts/mmtc_table2.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,7 @@ for s in "${settings[@]}"; do
     cfbench run --problem mmtc --scenario "$s" --solvers het-gnn --set het-gnn:weights=results/weights/het-gnn-beta0.pt \
       --instances 256 --seed 0 --quiet --overwrite --out "$out/$s-beta0" > "$out/$s-beta0.txt" 2>&1
   fi
+  cfbench run --problem mmtc --scenario "$s" --solvers opc-fast --instances 256 --seed 1 \
+    --quiet --overwrite --out "$out/$s-opc-seed1" > "$out/$s-opc-seed1.txt" 2>&1
   echo "done $s"
 done
