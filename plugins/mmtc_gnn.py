@@ -185,8 +185,10 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             and ``d_1 - d_0`` of the edge types into ``t``, (3, H, c). ``live[name]``: whether
             the edge type has neighbours (``a d_0`` joins the root only then). Rebuilt from the
             parameters on every call while gradients are recorded; else kept until one changes."""
-            key = (tuple(sorted(live.items())),
-                   tuple((p.data_ptr(), 0 if p.is_inference() else p._version, p.dtype) for p in self.parameters()))
+            params = [self.edge[n] for n in self.edge] + [m[t].weight for m in (self.root, self.query, self.key_value)
+                                                          for t in EDGE_TYPES] + [m[t].bias for m in (self.root, self.query, self.key_value) for t in EDGE_TYPES]
+            key = (tuple(live.values()),
+                   tuple((p.data_ptr(), 0 if p.is_inference() else p._version, p.dtype) for p in params))
             if not torch.is_grad_enabled() and self._fused_cache is not None and self._fused_cache[0] == key:
                 return self._fused_cache[1]
             H, c, w = heads, self.head_size, self.width
@@ -237,7 +239,8 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 y = torch.mm(torch.cat([x[t], context["a"][t]], -1).view(-1, x[t].shape[-1] + 2),
                              weight.t()).view(B, M, K[t], -1)                 # the bias is the weight of the 1 column
                 root[t] = y[..., :w]
-                qt = y[..., w:w + 3 * H * (c + 2)].view(B, M, K[t], 3, H, c + 2) * context["qa"][t][c]
+                qt = y[..., w:w + 3 * H * (c + 2)].view(B, M, K[t], 3, H, c + 2)
+                qt[..., c:].mul_(context["qa"][t])                              # [q, a q d_0, a q (d_1 - d_0)]
                 q[t] = qt.permute(3, 0, 1, 4, 2, 5).unbind(0)                   # per slot (B, M, H, K, c + 2)
                 k[t], v[t] = (s.unbind(0) for s in
                               y[..., w + 3 * H * (c + 2):].view(B, M, K[t], 2, 3, H, c + 2).permute(3, 4, 0, 1, 5, 2, 6))
@@ -262,16 +265,11 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             return out
 
     def prepare(active: dict) -> dict:
-        """What every layer reads from the activity: ``[a, 1]`` as feature columns, the query
-        factors ``[1, ..., 1, a, a]`` per head size and the message factor ``a``."""
+        """What every layer reads from the activity: ``[a, 1]`` as feature columns, the factor
+        ``a`` of the queries' last two entries and of the messages."""
         a = {t: v.unsqueeze(-1) for t, v in active.items()}
         a1 = {t: torch.cat([v, torch.ones_like(v)], -1) for t, v in a.items()}
-        qa = {}
-        for t, v in a.items():
-            qa[t] = {}
-            for c in {w // heads for w in widths}:
-                qa[t][c] = torch.cat([torch.ones_like(v).expand(*v.shape[:-1], c), v, v], -1)[..., None, None, :]
-        return {"a": a1, "qa": qa, "ma": {t: v[:, :, None] for t, v in a.items()}}
+        return {"a": a1, "qa": {t: v[..., None, None] for t, v in a.items()}, "ma": {t: v[:, :, None] for t, v in a.items()}}
 
     class HeterogeneousGNN(nn.Module):
         def __init__(self) -> None:
