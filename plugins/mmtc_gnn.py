@@ -138,14 +138,17 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         return masks[n, dtype]
 
     def attend(q, k, v, self_mask):
-        """Softmax attention of ``q`` (..., D, c + 2) over ``k``, ``v`` (..., S, c + 2); the
-        scale and the edge attributes are folded into them (see ``Layer``). The softmax is
-        written out: ``torch.softmax`` over rows of ten is several times slower on CPU."""
+        """Softmax attention of ``q`` (..., D, c + 1) over ``k`` (..., S, c + 1) and ``v``
+        (..., S, c + 2) whose entry ``c`` is 1; the scale and the edge attributes are folded
+        into them (see ``Layer``). The softmax is written out (``torch.softmax`` over rows of
+        ten is several times slower on CPU) and normalised after the product with ``v``, by
+        its column of ones."""
         score = torch.matmul(q, k.transpose(-1, -2))
         if self_mask is not None:
             score += self_mask
-        weight = torch.exp_(score - score.amax(-1, keepdim=True))
-        return torch.matmul(weight / weight.sum(-1, keepdim=True), v)
+        o = torch.matmul(torch.exp_(score - score.amax(-1, keepdim=True)), v)
+        c = v.shape[-1] - 2
+        return o / o[..., c:c + 1]
 
     class Layer(nn.Module):
         """One update (37)-(39) of both node types. The parameters are those of the equations:
@@ -157,13 +160,15 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         features and the node's activity), ``fused()``. With ``e_r`` the edge embedding of the
         Table I one-hot ``r = 2 a_src + a_dst``, ``d_0 = e_1 - e_0`` and ``d_1 = e_3 - e_2``:
 
-            q^T (k' + e_{2a'+a}) / sqrt(c) = [q / sqrt(c), a q^T d_0 / sqrt(c), a q^T (d_1 - d_0) / sqrt(c)]
-                                             . [k' + e_{2a'}, 1, a']
+            q^T (k' + e_{2a'+a}) / sqrt(c) = [q / sqrt(c), a q^T (d_1 - d_0) / sqrt(c)] . [k' + e_{2a'}, a']
+                                             + a q^T d_0 / sqrt(c)
             sum w (v' + e_{2a'+a}) = sum w (v' + e_{2a'}) + a d_0 + a (sum w a') (d_1 - d_0)
 
-        (primes: the source). All bracketed source and destination terms are affine in
-        ``[h, a]`` except the factor ``a`` of the query's last two entries, so each edge type
-        is one attention over head size ``c + 2``, and ``a d_0`` joins the root term. A layer
+        (primes: the source). The last score term is the same for all neighbours, so the
+        softmax drops it; all bracketed source and destination terms are affine in ``[h, a]``
+        except the factor ``a`` of the query's last entry, so each edge type is one attention
+        with queries and keys of size ``c + 1`` and values ``[v' + e_{2a'}, 1, a']``, and
+        ``a d_0`` joins the root term. A layer
         is two matrix products and six attentions for any batch: eqs. (39)-(41) exactly, up
         to the order of float rounding (``tests/test_mmtc_gnn.py`` compares it with the
         edge-by-edge form and with the earlier per-edge-type code)."""
@@ -182,9 +187,10 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             self._fused_cache = None
 
         def fused(self, live: dict) -> dict:
-            """Per node type ``t`` the weight ``(width + 9 H (c + 2), width_in + 1)`` and bias of
-            ``[h, a] -> [root + a sum d_0, queries (3, H, c + 2), keys and values (2, 3, H, c + 2)]``,
-            and ``d_1 - d_0`` of the edge types into ``t``, (3, H, c). ``live[name]``: whether
+            """Per node type ``t`` the weight ``(width + 3 H (3 c + 4), width_in + 2)`` of
+            ``[h, a, 1] -> [root + a sum d_0, queries (3, H, c + 1), keys (3, H, c + 1), values
+            (3, H, c + 2)]`` (its last column the bias), and ``d_1 - d_0`` of the edge types into
+            ``t``, (3, H, 1, c). ``live[name]``: whether
             the edge type has neighbours (``a d_0`` joins the root only then). Rebuilt from the
             parameters on every call while gradients are recorded; else kept until one changes."""
             params = [self.edge[n] for n in self.edge] + [m[t].weight for m in (self.root, self.query, self.key_value)
@@ -205,22 +211,24 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 root = torch.cat([self.root[t].weight, root_a], 1), self.root[t].bias
                 wq = self.query[t].weight.view(3, H, c, w_in) * scale
                 bq = self.query[t].bias.view(3, H, c) * scale
-                q_weight = torch.cat([wq, torch.einsum("shc,shci->shi", d0_in, wq)[:, :, None],
-                                      torch.einsum("shc,shci->shi", dd_in, wq)[:, :, None]], 2)   # (3, H, c+2, w_in)
-                q_bias = torch.cat([bq, (d0_in * bq).sum(-1, keepdim=True), (dd_in * bq).sum(-1, keepdim=True)], 2)
-                q_weight = torch.cat([q_weight, q_weight.new_zeros(3, H, c + 2, 1)], 3)
-                e_out = torch.stack([self.edge[n].view(4, H, c) for n in out_of[t]])[None]   # (1, 3, 4, H, c)
+                q_weight = torch.cat([torch.cat([wq, torch.einsum("shc,shci->shi", dd_in, wq)[:, :, None]], 2),
+                                      wq.new_zeros(3, H, c + 1, 1)], 3)                 # (3, H, c + 1, w_in + 1)
+                q_bias = torch.cat([bq, (dd_in * bq).sum(-1, keepdim=True)], 2)
+                e_out = torch.stack([self.edge[n].view(4, H, c) for n in out_of[t]])   # (3, 4, H, c)
                 kv_w = self.key_value[t].weight.view(2, 3, H, c, w_in)
-                kv_b = self.key_value[t].bias.view(2, 3, H, c)
-                zeros, ones = kv_w.new_zeros(2, 3, H, 1, w_in + 1), kv_w.new_ones(2, 3, H, 1)
-                a_col = torch.zeros(2, 3, H, 1, w_in + 1, dtype=kv_w.dtype)
-                a_col[..., -1] = 1.0
-                kv_weight = torch.cat([torch.cat([kv_w, (e_out[:, :, 2] - e_out[:, :, 0]).expand(2, -1, -1, -1)[..., None]], 4),
-                                       zeros, a_col], 3)                              # (2, 3, H, c + 2, w_in + 1)
-                kv_bias = torch.cat([kv_b + e_out[:, :, 0], ones, 0 * ones], 3)
-                weight = torch.cat([root[0], q_weight.reshape(-1, w_in + 1), kv_weight.reshape(-1, w_in + 1)])
-                bias = torch.cat([root[1], q_bias.reshape(-1), kv_bias.reshape(-1)])
-                fused[t] = (torch.cat([weight, bias[:, None]], 1), None, dd_in[:, :, None])
+                kv_b = self.key_value[t].bias.view(2, 3, H, c) + e_out[:, 0]
+                e_a = (e_out[:, 2] - e_out[:, 0])[..., None]
+                row = torch.zeros(3, H, 1, w_in + 1, dtype=kv_w.dtype)                 # 0 h + 0 a (+ bias)
+                row_a = row.clone()
+                row_a[..., -1] = 1.0                                                   # a
+                zero, one = kv_w.new_zeros(3, H, 1), kv_w.new_ones(3, H, 1)
+                k_weight = torch.cat([torch.cat([kv_w[0], e_a], 3), row_a], 2)       # (3, H, c + 1, w_in + 1)
+                k_bias = torch.cat([kv_b[0], zero], 2)
+                v_weight = torch.cat([torch.cat([kv_w[1], e_a], 3), row, row_a], 2)  # (3, H, c + 2, w_in + 1)
+                v_bias = torch.cat([kv_b[1], one, zero], 2)
+                weight = torch.cat([root[0], *(x.reshape(-1, w_in + 1) for x in (q_weight, k_weight, v_weight))])
+                bias = torch.cat([root[1], *(x.reshape(-1) for x in (q_bias, k_bias, v_bias))])
+                fused[t] = (torch.cat([weight, bias[:, None]], 1), dd_in[:, :, None])
             if not torch.is_grad_enabled():
                 self._fused_cache = (key, fused)
             return fused
@@ -236,16 +244,17 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                     for name, src, dst, axis in types}
             fused = self.fused(live)
             root, q, k, v = {}, {}, {}, {}
+            nq = 3 * H * (c + 1)
             for t in EDGE_TYPES:
-                weight, _, _ = fused[t]
                 y = torch.mm(torch.cat([x[t], context["a"][t]], -1).view(-1, x[t].shape[-1] + 2),
-                             weight.t()).view(B, M, K[t], -1)                 # the bias is the weight of the 1 column
+                             fused[t][0].t()).view(B, M, K[t], -1)            # the bias is the weight of the 1 column
                 root[t] = y[..., :w]
-                qt = y[..., w:w + 3 * H * (c + 2)].view(B, M, K[t], 3, H, c + 2)
-                qt[..., c:].mul_(context["qa"][t])                              # [q, a q d_0, a q (d_1 - d_0)]
-                q[t] = qt.permute(3, 0, 1, 4, 2, 5).unbind(0)                   # per slot (B, M, H, K, c + 2)
-                k[t], v[t] = (s.unbind(0) for s in
-                              y[..., w + 3 * H * (c + 2):].view(B, M, K[t], 2, 3, H, c + 2).permute(3, 4, 0, 1, 5, 2, 6))
+                qt = y[..., w:w + nq].view(B, M, K[t], 3, H, c + 1)
+                qt[..., c:].mul_(context["qa"][t])                              # [q, a q (d_1 - d_0)]
+                # per slot (B, M, H, K, c + 1 or c + 2)
+                q[t] = qt.permute(3, 0, 1, 4, 2, 5).unbind(0)
+                k[t] = y[..., w + nq:w + 2 * nq].view(B, M, K[t], 3, H, c + 1).permute(3, 0, 1, 4, 2, 5).unbind(0)
+                v[t] = y[..., w + 2 * nq:].view(B, M, K[t], 3, H, c + 2).permute(3, 0, 1, 4, 2, 5).unbind(0)
             out = {}
             for dst in EDGE_TYPES:
                 m0 = extra = None
@@ -257,7 +266,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                     else:                    # neighbours share the terminal: groups = terminals, members = APs
                         o = attend(q[dst][i].transpose(1, 3), k[src][j].transpose(1, 3), v[src][j].transpose(1, 3),
                                    without_self(M, x[dst].dtype)).transpose(1, 3)
-                    dd = fused[dst][2][i]                                            # (H, 1, c)
+                    dd = fused[dst][1][i]                                            # (H, 1, c)
                     m0 = o[..., :c] if m0 is None else m0 + o[..., :c]
                     extra = o[..., c + 1:] * dd if extra is None else torch.addcmul(extra, o[..., c + 1:], dd)
                 h = root[dst]
