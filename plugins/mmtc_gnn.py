@@ -156,7 +156,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         one linear map per node type), queries ``Lambda^4`` into a node type and keys and values
         ``Lambda^5``, ``Lambda^2`` out of it (one fused map each), ``Lambda^3`` per edge type.
 
-        The forward pass folds them into one linear map per node type of ``[h, a]`` (the
+        The forward pass folds them into one linear map per node type of ``[h, a, 1]`` (the
         features and the node's activity), ``fused()``. With ``e_r`` the edge embedding of the
         Table I one-hot ``r = 2 a_src + a_dst``, ``d_0 = e_1 - e_0`` and ``d_1 = e_3 - e_2``:
 
@@ -168,10 +168,10 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         softmax drops it; all bracketed source and destination terms are affine in ``[h, a]``
         except the factor ``a`` of the query's last entry, so each edge type is one attention
         with queries and keys of size ``c + 1`` and values ``[v' + e_{2a'}, 1, a']``, and
-        ``a d_0`` joins the root term. A layer
-        is two matrix products and six attentions for any batch: eqs. (39)-(41) exactly, up
-        to the order of float rounding (``tests/test_mmtc_gnn.py`` compares it with the
-        edge-by-edge form and with the earlier per-edge-type code)."""
+        ``a d_0`` joins the root term. A layer is two matrix products and six attentions for
+        any batch: eqs. (39)-(41) exactly, up to the order of float rounding
+        (``tests/test_mmtc_gnn.py`` compares it with the edge-by-edge form and with the
+        earlier per-edge-type code)."""
 
         def __init__(self, width_in: int, width_out: int) -> None:
             super().__init__()
@@ -190,9 +190,9 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             """Per node type ``t`` the weight ``(width + 3 H (3 c + 4), width_in + 2)`` of
             ``[h, a, 1] -> [root + a sum d_0, queries (3, H, c + 1), keys (3, H, c + 1), values
             (3, H, c + 2)]`` (its last column the bias), and ``d_1 - d_0`` of the edge types into
-            ``t``, (3, H, 1, c). ``live[name]``: whether
-            the edge type has neighbours (``a d_0`` joins the root only then). Rebuilt from the
-            parameters on every call while gradients are recorded; else kept until one changes."""
+            ``t``, (3, H, 1, c). ``live[name]``: whether the edge type has neighbours (``a d_0``
+            joins the root only then). Rebuilt from the parameters on every call while gradients
+            are recorded; else kept until one of them changes."""
             params = [self.edge[n] for n in self.edge] + [m[t].weight for m in (self.root, self.query, self.key_value)
                                                           for t in EDGE_TYPES] + [m[t].bias for m in (self.root, self.query, self.key_value) for t in EDGE_TYPES]
             key = (tuple(live.values()),
@@ -277,7 +277,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
 
     def prepare(active: dict) -> dict:
         """What every layer reads from the activity: ``[a, 1]`` as feature columns, the factor
-        ``a`` of the queries' last two entries and of the messages."""
+        ``a`` of the queries' last entry and of the messages."""
         a = {t: v.unsqueeze(-1) for t, v in active.items()}
         a1 = {t: torch.cat([v, torch.ones_like(v)], -1) for t, v in a.items()}
         return {"a": a1, "qa": {t: v[..., None, None] for t, v in a.items()}, "ma": {t: v[:, :, None] for t, v in a.items()}}
@@ -293,7 +293,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             """``features[t]`` (B, M, K_t) standardised log-LSF, ``active[t]`` (B, M, K_t) 0/1;
             returns the pre-sigmoid logits (B, K_t), averaged over the APs (36). Without
             gradients a large batch runs in chunks of about ``CHUNK_NODES`` line-graph nodes: the
-            drops are independent, and a layer's (nodes, 16 width) intermediate then stays in
+            drops are independent, and a layer's (nodes, about 11 width) intermediate stays in
             the cache (one thread: 1.4x faster per drop at 256 default drops than in one piece)."""
             B, M = features["user"].shape[:2]
             chunk = max(1, CHUNK_NODES // (M * sum(f.shape[2] for f in features.values())))
