@@ -81,21 +81,41 @@ class FastOpcBatch:
 
 
 class GnnInference:
-    """het-gnn under ``torch.inference_mode()`` on one thread: a batch of drops (the
-    solver's ``solve`` includes building the inputs from the LSF and the readout)."""
+    """het-gnn under ``torch.inference_mode()`` on one thread: one drop and a batch of 256
+    drops. ``time_solve`` is the solver's ``solve`` (inputs from the LSF and the readout
+    included), ``time_forward`` the network alone; ``track_torch_threads`` records the
+    thread count the timings ran with. Divide by ``n_instances`` for the time per drop
+    (``scripts/mmtc_gnn_speed.py`` prints that table, with an earlier version alongside)."""
 
     params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256])
     param_names = ["scenario", "n_instances"]
     timeout = 300
 
     def setup(self, scenario, n):
+        import torch
+
+        from cfbench.plugins.mmtc_gnn import network_inputs
+
         limit_threads(1)
         registry = build_registry()
         self.problem = registry.problem("mmtc")
         self.solver = registry.solver("mmtc", "het-gnn").cls()
         self.solver.setup(self.problem, scenario)
+        limit_threads(1)   # torch is imported by now: pin its intra-op pool too
+        self.torch = torch
         self.instances = self.problem.sample(scenario, n, seed=8)
+        self.inputs = network_inputs(self.instances, self.solver.checkpoint["input"])
         self.solver.solve(self.instances)
+        self.time_forward(scenario, n)
 
     def time_solve(self, scenario, n):
         self.solver.solve(self.instances)
+
+    def time_forward(self, scenario, n):
+        with self.torch.inference_mode():
+            self.solver.network(*self.inputs)
+
+    def track_torch_threads(self, scenario, n):
+        return self.torch.get_num_threads()
+
+    track_torch_threads.unit = "threads"

@@ -82,6 +82,8 @@ TABLE_II = ("ku2-kd10-m10-ms5", "ku2-kd10-m10-ms1", "ku2-kd10-m5-ms5", "ku1-kd10
 SHIPPED_WEIGHTS = "het-gnn-mmtc.pt"
 WIDTHS = (32, 32, 64, 64, 32, 32)
 HEADS = 4
+#: line-graph nodes per chunk of a batch at inference (see ``build_network``'s forward)
+CHUNK_NODES = 3072
 #: edge types into each node type: (name, source node type, axis the neighbourhood runs along)
 EDGE_TYPES = {
     "user": (("ap_uu", "user", "terminal"), ("ap_du", "device", "terminal"), ("user", "user", "ap")),
@@ -121,33 +123,55 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
     torch = _torch()
     nn = torch.nn
     types = [(name, src, dst, axis) for dst, ts in EDGE_TYPES.items() for name, src, axis in ts]
+    #: per edge type: its slot among the destination's queries and among the source's keys/values
+    slots = {name: ([n for n, _, d, _ in types if d == dst].index(name), [n for n, s, _, _ in types if s == src].index(name))
+             for name, src, dst, _ in types}
+    into = {t: [n for n, _, d, _ in types if d == t] for t in EDGE_TYPES}
+    out_of = {t: [n for n, s, _, _ in types if s == t] for t in EDGE_TYPES}
+    edges_into = {t: [(name, src, axis, *slots[name]) for name, src, dst, axis in types if dst == t] for t in EDGE_TYPES}
+    masks: dict = {}
 
-    def attend(q, k, v, e, active_dst, active_src, exclude_self: bool):
-        """Eqs. (40)-(41) for one edge type, all heads. ``q`` (B, G, D, H, c), ``k``, ``v``
-        (B, G, S, H, c): every source of group ``g`` neighbours every destination of that group
-        (minus itself when both are the same set); ``e`` (4, H, c) = Lambda^3 of the Table I
-        one-hot with index ``2 a_src + a_dst``; ``active_*`` (B, G, D|S) in {0, 1}.
-        Returns the messages summed over the neighbours, (B, G, D, H, c)."""
-        D, c = q.shape[2], q.shape[-1]
-        a_d = active_dst.long()
-        e_inactive, e_active = e[a_d], e[2 + a_d]                         # (B, G, D, H, c) by source activity
-        s_act = active_src[:, :, None, None, :]                           # (B, G, 1, 1, S)
-        score = torch.einsum("bgdhc,bgshc->bghds", q, k)              # q^T Lambda^5 h_src
-        qe0 = (q * e_inactive).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)  # q^T Lambda^3 attr, inactive source
-        qe1 = (q * e_active).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)
-        score = (score + qe0 + (qe1 - qe0) * s_act) / math.sqrt(c)
-        if exclude_self:
-            score = score.masked_fill(torch.eye(D, dtype=torch.bool), float("-inf"))
-        weight = torch.softmax(score, dim=-1)                             # (B, G, H, D, S)
-        message = torch.einsum("bghds,bgshc->bgdhc", weight, v)
-        w_act = (weight * s_act).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)  # attention mass on active sources
-        return message + e_inactive + (e_active - e_inactive) * w_act
+    def without_self(n: int, dtype):
+        """Additive score mask of a neighbourhood that excludes the node itself."""
+        if (n, dtype) not in masks:
+            masks[n, dtype] = torch.zeros(n, n, dtype=dtype).fill_diagonal_(float("-inf"))
+        return masks[n, dtype]
+
+    def attend(q, k, v, self_mask):
+        """Softmax attention of ``q`` (..., D, c + 1) over ``k`` (..., S, c + 1) and ``v``
+        (..., S, c + 2) whose entry ``c`` is 1; the scale and the edge attributes are folded
+        into them (see ``Layer``). The softmax is written out (``torch.softmax`` over rows of
+        ten is several times slower on CPU) and normalised after the product with ``v``, by
+        its column of ones."""
+        score = torch.matmul(q, k.transpose(-1, -2))
+        if self_mask is not None:
+            score += self_mask
+        o = torch.matmul(torch.exp_(score - score.amax(-1, keepdim=True)), v)
+        c = v.shape[-1] - 2
+        return o / o[..., c:c + 1]
 
     class Layer(nn.Module):
-        """One update (37)-(39) of both node types. The root terms ``Lambda^1`` of the three
-        edge types into a node type are summed in (38), so they are one linear map per node
-        type; queries (Lambda^4) into a node type and keys/values (Lambda^5, Lambda^2) out of it
-        are computed with one fused linear map each (the same functions, fewer calls)."""
+        """One update (37)-(39) of both node types. The parameters are those of the equations:
+        the root terms ``Lambda^1`` of the three edge types into a node type (summed in (38), so
+        one linear map per node type), queries ``Lambda^4`` into a node type and keys and values
+        ``Lambda^5``, ``Lambda^2`` out of it (one fused map each), ``Lambda^3`` per edge type.
+
+        The forward pass folds them into one linear map per node type of ``[h, a, 1]`` (the
+        features and the node's activity), ``fused()``. With ``e_r`` the edge embedding of the
+        Table I one-hot ``r = 2 a_src + a_dst``, ``d_0 = e_1 - e_0`` and ``d_1 = e_3 - e_2``:
+
+            q^T (k' + e_{2a'+a}) / sqrt(c) = [q / sqrt(c), a q^T (d_1 - d_0) / sqrt(c)] . [k' + e_{2a'}, a']
+                                             + a q^T d_0 / sqrt(c)
+            sum w (v' + e_{2a'+a}) = sum w (v' + e_{2a'}) + a d_0 + a (sum w a') (d_1 - d_0)
+
+        (primes: the source). The last score term is the same for all neighbours, so the
+        softmax drops it; all bracketed source and destination terms are affine in ``[h, a]``
+        except the factor ``a`` of the query's last entry, so each edge type is one attention
+        with queries and keys of size ``c + 1`` and values ``[v' + e_{2a'}, 1, a']``, and
+        ``a d_0`` joins the root term. A layer is two matrix products and six attentions for
+        any batch: eqs. (39)-(41) exactly, up to the order of float rounding
+        (``tests/test_mmtc_gnn.py`` compares it with the edge-by-edge form and with the
+        earlier per-edge-type code)."""
 
         def __init__(self, width_in: int, width_out: int) -> None:
             super().__init__()
@@ -160,27 +184,103 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             self.edge = nn.ParameterDict({name: nn.Parameter(torch.randn(4, width_out) / 2.0)
                                           for name, _, _, _ in types})
             self.norm = nn.ModuleDict({t: nn.LayerNorm(width_out) for t in EDGE_TYPES})
+            self._fused_cache = None
 
-        def forward(self, x: dict, active: dict) -> dict:
+        def fused(self, live: dict) -> dict:
+            """Per node type ``t`` the weight ``(width + 3 H (3 c + 4), width_in + 2)`` of
+            ``[h, a, 1] -> [root + a sum d_0, queries (3, H, c + 1), keys (3, H, c + 1), values
+            (3, H, c + 2)]`` (its last column the bias), and ``d_1 - d_0`` of the edge types into
+            ``t``, (3, H, 1, c). ``live[name]``: whether the edge type has neighbours (``a d_0``
+            joins the root only then). Rebuilt from the parameters on every call while gradients
+            are recorded; else kept until one of them changes."""
+            params = [self.edge[n] for n in self.edge] + [m[t].weight for m in (self.root, self.query, self.key_value)
+                                                          for t in EDGE_TYPES] + [m[t].bias for m in (self.root, self.query, self.key_value) for t in EDGE_TYPES]
+            key = (tuple(live.values()),
+                   tuple((p.data_ptr(), 0 if p.is_inference() else p._version, p.dtype) for p in params))
+            if not torch.is_grad_enabled() and self._fused_cache is not None and self._fused_cache[0] == key:
+                return self._fused_cache[1]
+            H, c, w = heads, self.head_size, self.width
+            scale = 1.0 / math.sqrt(c)
+            fused = {}
+            for t in EDGE_TYPES:
+                w_in = self.root[t].weight.shape[1]
+                e_in = torch.stack([self.edge[n].view(4, H, c) for n in into[t]])        # (3, 4, H, c)
+                d0_in, dd_in = e_in[:, 1] - e_in[:, 0], e_in[:, 3] - e_in[:, 2] - e_in[:, 1] + e_in[:, 0]
+                on = torch.tensor([live[n] for n in into[t]], dtype=e_in.dtype)[:, None, None]
+                root_a = (d0_in * on).sum(0).reshape(w, 1)                              # a sum_* d_0
+                root = torch.cat([self.root[t].weight, root_a], 1), self.root[t].bias
+                wq = self.query[t].weight.view(3, H, c, w_in) * scale
+                bq = self.query[t].bias.view(3, H, c) * scale
+                q_weight = torch.cat([torch.cat([wq, torch.einsum("shc,shci->shi", dd_in, wq)[:, :, None]], 2),
+                                      wq.new_zeros(3, H, c + 1, 1)], 3)                 # (3, H, c + 1, w_in + 1)
+                q_bias = torch.cat([bq, (dd_in * bq).sum(-1, keepdim=True)], 2)
+                e_out = torch.stack([self.edge[n].view(4, H, c) for n in out_of[t]])   # (3, 4, H, c)
+                kv_w = self.key_value[t].weight.view(2, 3, H, c, w_in)
+                kv_b = self.key_value[t].bias.view(2, 3, H, c) + e_out[:, 0]
+                e_a = (e_out[:, 2] - e_out[:, 0])[..., None]
+                row = torch.zeros(3, H, 1, w_in + 1, dtype=kv_w.dtype)                 # 0 h + 0 a (+ bias)
+                row_a = row.clone()
+                row_a[..., -1] = 1.0                                                   # a
+                zero, one = kv_w.new_zeros(3, H, 1), kv_w.new_ones(3, H, 1)
+                k_weight = torch.cat([torch.cat([kv_w[0], e_a], 3), row_a], 2)       # (3, H, c + 1, w_in + 1)
+                k_bias = torch.cat([kv_b[0], zero], 2)
+                v_weight = torch.cat([torch.cat([kv_w[1], e_a], 3), row, row_a], 2)  # (3, H, c + 2, w_in + 1)
+                v_bias = torch.cat([kv_b[1], one, zero], 2)
+                weight = torch.cat([root[0], *(x.reshape(-1, w_in + 1) for x in (q_weight, k_weight, v_weight))])
+                bias = torch.cat([root[1], *(x.reshape(-1) for x in (q_bias, k_bias, v_bias))])
+                fused[t] = (torch.cat([weight, bias[:, None]], 1), dd_in[:, :, None])
+            if not torch.is_grad_enabled():
+                self._fused_cache = (key, fused)
+            return fused
+
+        def forward(self, x: dict, active: dict, context: dict | None = None) -> dict:
+            """``x[t]`` (B, M, K_t, width_in), ``active[t]`` (B, M, K_t) 0/1."""
+            context = context if context is not None else prepare(active)
             B, M = x["user"].shape[:2]
-            H, c = heads, self.head_size
-            q = {t: self.query[t](x[t]).view(B, M, -1, 3, H, c) for t in EDGE_TYPES}
-            kv = {t: self.key_value[t](x[t]).view(B, M, -1, 2, 3, H, c) for t in EDGE_TYPES}
-            out = {t: self.root[t](x[t]) for t in EDGE_TYPES}
-            for name, src, dst, axis in types:
-                i = [n for n, _, d, _ in types if d == dst].index(name)   # slot among the dst's queries
-                j = [n for n, s, _, _ in types if s == src].index(name)   # slot among the src's keys/values
-                qi, ki, vi = q[dst][:, :, :, i], kv[src][:, :, :, 0, j], kv[src][:, :, :, 1, j]
-                e = self.edge[name].view(4, H, c)
-                if axis == "terminal":   # neighbours share the AP: groups = APs, members = terminals
-                    if src == dst and ki.shape[2] == 1:
-                        continue         # no neighbour (K_u = 1): the root term only
-                    m = attend(qi, ki, vi, e, active[dst], active[src], src == dst)
-                else:                    # neighbours share the terminal: groups = terminals, members = APs
-                    m = attend(qi.transpose(1, 2), ki.transpose(1, 2), vi.transpose(1, 2), e,
-                               active[dst].transpose(1, 2), active[src].transpose(1, 2), src == dst).transpose(1, 2)
-                out[dst] = out[dst] + m.reshape(B, M, -1, H * c)
-            return {t: self.norm[t](torch.relu(out[t])) for t in EDGE_TYPES}
+            K = {t: v.shape[2] for t, v in x.items()}
+            H, c, w = heads, self.head_size, self.width
+            # an edge type within one node type has no neighbour when its neighbourhood has one member
+            live = {name: not (src == dst and (K[dst] if axis == "terminal" else M) == 1)
+                    for name, src, dst, axis in types}
+            fused = self.fused(live)
+            root, q, k, v = {}, {}, {}, {}
+            nq = 3 * H * (c + 1)
+            for t in EDGE_TYPES:
+                y = torch.mm(torch.cat([x[t], context["a"][t]], -1).view(-1, x[t].shape[-1] + 2),
+                             fused[t][0].t()).view(B, M, K[t], -1)            # the bias is the weight of the 1 column
+                root[t] = y[..., :w]
+                qt = y[..., w:w + nq].view(B, M, K[t], 3, H, c + 1)
+                qt[..., c:].mul_(context["qa"][t])                              # [q, a q (d_1 - d_0)]
+                # per slot (B, M, H, K, c + 1 or c + 2)
+                q[t] = qt.permute(3, 0, 1, 4, 2, 5).unbind(0)
+                k[t] = y[..., w + nq:w + 2 * nq].view(B, M, K[t], 3, H, c + 1).permute(3, 0, 1, 4, 2, 5).unbind(0)
+                v[t] = y[..., w + 2 * nq:].view(B, M, K[t], 3, H, c + 2).permute(3, 0, 1, 4, 2, 5).unbind(0)
+            out = {}
+            for dst in EDGE_TYPES:
+                m0 = extra = None
+                for name, src, axis, i, j in edges_into[dst]:
+                    if not live[name]:
+                        continue
+                    if axis == "terminal":   # neighbours share the AP: groups = APs, members = terminals
+                        o = attend(q[dst][i], k[src][j], v[src][j], without_self(K[dst], x[dst].dtype) if src == dst else None)
+                    else:                    # neighbours share the terminal: groups = terminals, members = APs
+                        o = attend(q[dst][i].transpose(1, 3), k[src][j].transpose(1, 3), v[src][j].transpose(1, 3),
+                                   without_self(M, x[dst].dtype)).transpose(1, 3)
+                    dd = fused[dst][1][i]                                            # (H, 1, c)
+                    m0 = o[..., :c] if m0 is None else m0 + o[..., :c]
+                    extra = o[..., c + 1:] * dd if extra is None else torch.addcmul(extra, o[..., c + 1:], dd)
+                h = root[dst]
+                if m0 is not None:                                                   # (B, M, H, K, c) -> (B, M, K, width)
+                    h = h + torch.addcmul(m0, context["ma"][dst], extra).transpose(2, 3).reshape(h.shape)
+                out[dst] = self.norm[dst](torch.relu(h))
+            return out
+
+    def prepare(active: dict) -> dict:
+        """What every layer reads from the activity: ``[a, 1]`` as feature columns, the factor
+        ``a`` of the queries' last entry and of the messages."""
+        a = {t: v.unsqueeze(-1) for t, v in active.items()}
+        a1 = {t: torch.cat([v, torch.ones_like(v)], -1) for t, v in a.items()}
+        return {"a": a1, "qa": {t: v[..., None, None] for t, v in a.items()}, "ma": {t: v[:, :, None] for t, v in a.items()}}
 
     class HeterogeneousGNN(nn.Module):
         def __init__(self) -> None:
@@ -191,10 +291,20 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
 
         def forward(self, features: dict, active: dict) -> dict:
             """``features[t]`` (B, M, K_t) standardised log-LSF, ``active[t]`` (B, M, K_t) 0/1;
-            returns the pre-sigmoid logits (B, K_t), averaged over the APs (36)."""
+            returns the pre-sigmoid logits (B, K_t), averaged over the APs (36). Without
+            gradients a large batch runs in chunks of about ``CHUNK_NODES`` line-graph nodes: the
+            drops are independent, and a layer's (nodes, about 11 width) intermediate stays in
+            the cache (one thread: 1.4x faster per drop at 256 default drops than in one piece)."""
+            B, M = features["user"].shape[:2]
+            chunk = max(1, CHUNK_NODES // (M * sum(f.shape[2] for f in features.values())))
+            if B > chunk and not torch.is_grad_enabled():
+                parts = [self(*({t: v[s:s + chunk] for t, v in d.items()} for d in (features, active)))
+                         for s in range(0, B, chunk)]
+                return {t: torch.cat([part[t] for part in parts]) for t in EDGE_TYPES}
+            context = prepare(active)
             x = {t: f.unsqueeze(-1) for t, f in features.items()}
             for layer in self.layers:
-                x = layer(x, active)
+                x = layer(x, active, context)
             return {t: self.out[t](x[t]).squeeze(-1).mean(dim=1) for t in EDGE_TYPES}
 
     return HeterogeneousGNN()

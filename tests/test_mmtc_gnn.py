@@ -4,6 +4,7 @@ resume exactly, training lowers the loss, and the shipped weights load safely an
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -105,6 +106,97 @@ def test_dense_layer_is_eqs_39_to_41_on_the_line_graph(scenario):
     assert not active["user"].all() and active["device"].any()   # both attribute kinds occur
     for t in dense:
         np.testing.assert_allclose(dense[t].numpy(), loops[t].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _per_edge_type_forward(net, features, active):
+    """The network as it was computed before the layers were fused: one attention per edge
+    type with the Table I terms added to the scores and messages separately (kept to check
+    that the fused forward is the same function)."""
+    types = [(name, src, dst, axis) for dst, ts in gnn.EDGE_TYPES.items() for name, src, axis in ts]
+
+    def attend(q, k, v, e, active_dst, active_src, exclude_self):
+        D, c = q.shape[2], q.shape[-1]
+        a_d = active_dst.long()
+        e_inactive, e_active = e[a_d], e[2 + a_d]
+        s_act = active_src[:, :, None, None, :]
+        score = torch.einsum("bgdhc,bgshc->bghds", q, k)
+        qe0 = (q * e_inactive).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)
+        qe1 = (q * e_active).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)
+        score = (score + qe0 + (qe1 - qe0) * s_act) / math.sqrt(c)
+        if exclude_self:
+            score = score.masked_fill(torch.eye(D, dtype=torch.bool), float("-inf"))
+        weight = torch.softmax(score, dim=-1)
+        message = torch.einsum("bghds,bgshc->bgdhc", weight, v)
+        w_act = (weight * s_act).sum(-1).permute(0, 1, 3, 2).unsqueeze(-1)
+        return message + e_inactive + (e_active - e_inactive) * w_act
+
+    def layer_forward(layer, x):
+        B, M = x["user"].shape[:2]
+        H, c = gnn.HEADS, layer.head_size
+        q = {t: layer.query[t](x[t]).view(B, M, -1, 3, H, c) for t in gnn.EDGE_TYPES}
+        kv = {t: layer.key_value[t](x[t]).view(B, M, -1, 2, 3, H, c) for t in gnn.EDGE_TYPES}
+        out = {t: layer.root[t](x[t]) for t in gnn.EDGE_TYPES}
+        for name, src, dst, axis in types:
+            i = [n for n, _, d, _ in types if d == dst].index(name)
+            j = [n for n, s, _, _ in types if s == src].index(name)
+            qi, ki, vi = q[dst][:, :, :, i], kv[src][:, :, :, 0, j], kv[src][:, :, :, 1, j]
+            e = layer.edge[name].view(4, H, c)
+            if axis == "terminal":
+                if src == dst and ki.shape[2] == 1:
+                    continue
+                m = attend(qi, ki, vi, e, active[dst], active[src], src == dst)
+            else:
+                m = attend(qi.transpose(1, 2), ki.transpose(1, 2), vi.transpose(1, 2), e,
+                           active[dst].transpose(1, 2), active[src].transpose(1, 2), src == dst).transpose(1, 2)
+            out[dst] = out[dst] + m.reshape(B, M, -1, H * c)
+        return {t: layer.norm[t](torch.relu(out[t])) for t in gnn.EDGE_TYPES}
+
+    x = {t: f.unsqueeze(-1) for t, f in features.items()}
+    for layer in net.layers:
+        x = layer_forward(layer, x)
+    return {t: net.out[t](x[t]).squeeze(-1).mean(dim=1) for t in gnn.EDGE_TYPES}
+
+
+@pytest.mark.parametrize("scenario", ["ku2-kd10-m10-ms5", "ku1-kd5-m10-ms5", "ku2-kd10-m5-ms5", "tiny"])
+def test_fused_forward_is_the_per_edge_type_forward(scenario):
+    """Same function: in float64 to 1e-12 (random and shipped weights); in float32, as the
+    solver runs, the output powers to 1e-5 relative: the logits are about 15 in magnitude,
+    where one float32 step is 1e-6, and the earlier code itself is 2e-6 from its float64 value."""
+    torch.manual_seed(4)
+    inst = PROBLEM.sample(scenario, 5, seed=11)
+    shipped = gnn.network_from_checkpoint(load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)).eval()
+    stats = load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)["input"]
+    f, a = gnn.network_inputs(inst, stats)
+    for net in (gnn.build_network().eval(), shipped):
+        with torch.inference_mode():
+            new, old = net(f, a), _per_edge_type_forward(net, f, a)
+            for t in new:
+                power_ratio = torch.exp(new[t].double() - old[t].double()) - 1
+                assert float(power_ratio.abs().max()) < 1e-5, t
+            net64 = copy.deepcopy(net).double()
+            f64, a64 = ({t: v.double() for t, v in d.items()} for d in (f, a))
+            new, old = net64(f64, a64), _per_edge_type_forward(net64, f64, a64)
+            for t in new:
+                np.testing.assert_allclose(new[t].numpy(), old[t].numpy(), rtol=1e-12, atol=1e-12)
+        assert net(f, a)["device"].std() > 1e-3
+
+
+def test_fused_forward_trains_like_the_per_edge_type_forward():
+    """Gradients flow to the parameters through the fused maps (rebuilt while recording);
+    an edge type without neighbours (K_u = 1 in ``tiny``) gets zero gradients, not none."""
+    torch.manual_seed(5)
+    net = gnn.build_network().double()
+    inst = PROBLEM.sample("tiny", 3, seed=1)
+    f, a = gnn.network_inputs(inst, gnn.input_statistics(inst.user_gain, inst.device_gain))
+    f, a = ({t: v.double() for t, v in d.items()} for d in (f, a))
+    grads = []
+    for forward in (net, lambda f, a: _per_edge_type_forward(net, f, a)):
+        net.zero_grad()
+        out = forward(f, a)
+        (out["user"].sum() + 2 * out["device"].sum()).backward()
+        grads.append({k: torch.zeros_like(p) if p.grad is None else p.grad.clone() for k, p in net.named_parameters()})
+    for k in grads[0]:
+        np.testing.assert_allclose(grads[0][k].numpy(), grads[1][k].numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
 
 
 def test_network_is_equivariant_to_users_devices_and_aps():

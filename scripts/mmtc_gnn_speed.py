@@ -1,0 +1,120 @@
+"""het-gnn inference speed: ms per drop one at a time and in a batch, forward only and
+through the solver's ``solve`` (inputs and readout included), under
+``torch.inference_mode()`` on one thread; also the number of tensor operations per forward
+(of one drop; the count does not depend on the batch).
+
+    python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--batch 256] [--repeats 5]
+
+``--reference`` times a second copy of the module (e.g. an earlier version,
+``git show COMMIT:plugins/mmtc_gnn.py > /tmp/old.py``) on the same drops in the same process,
+alternating with the current one, so that both see the same machine load; it also prints the
+largest relative difference of the output powers. Medians over the repeats (each repeat: 30
+single-drop calls, one batch call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from cfbench.plugins import mmtc_gnn
+from cfbench.problems.mmtc import Mmtc
+
+SCENARIO = "ku2-kd10-m10-ms5"
+
+
+def load_module(path: str):
+    spec = importlib.util.spec_from_file_location("mmtc_gnn_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.WEIGHTS_DIR = mmtc_gnn.WEIGHTS_DIR      # the same shipped weights
+    return module
+
+
+class CountOps(TorchDispatchMode):
+    """Tensor operations that reach the kernels (views, which move no data, counted apart)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = self.views = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.is_view:
+            self.views += 1
+        else:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def seconds(fn, n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", help="another copy of plugins/mmtc_gnn.py to time alongside")
+    parser.add_argument("--scenario", default=SCENARIO)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    problem = Mmtc()
+    modules = {"current": mmtc_gnn}
+    if args.reference:
+        modules = {"reference": load_module(args.reference), **modules}
+    one = problem.sample(args.scenario, 1, seed=0)
+    batch = problem.sample(args.scenario, args.batch, seed=0)
+    cases = {}
+    for label, module in modules.items():
+        solver = module.HeterogeneousGnn()
+        solver.setup(problem, args.scenario)
+        inputs = {n: module.network_inputs(inst, solver.checkpoint["input"]) for n, inst in (("1", one), ("B", batch))}
+        cases[label] = (solver, inputs)
+    times = {(label, what): [] for label in cases for what in ("fwd1", "fwdB", "solve1", "solveB")}
+    calls = {}
+    with torch.inference_mode():
+        for label, (solver, inputs) in cases.items():
+            net = solver.network
+            net(*inputs["1"]), solver.solve(one), net(*inputs["B"])            # warm-up
+            with CountOps() as counter:
+                net(*inputs["1"])
+            calls[label] = f"{counter.ops} (+ {counter.views} views)"
+        for _ in range(args.repeats):
+            for label, (solver, inputs) in cases.items():
+                net = solver.network
+                times[label, "fwd1"].append(seconds(lambda: net(*inputs["1"]), 30))
+                times[label, "solve1"].append(seconds(lambda: solver.solve(one), 30))
+                times[label, "fwdB"].append(seconds(lambda: net(*inputs["B"]), 1) / args.batch)
+                times[label, "solveB"].append(seconds(lambda: solver.solve(batch), 1) / args.batch)
+        powers = {label: solver.solve(batch) for label, (solver, _) in cases.items()}
+    print(f"het-gnn, scenario {args.scenario}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread, inference_mode, "
+          f"{os.cpu_count()} cores, load average before {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
+          f"{platform.processor() or platform.machine()}; medians of {args.repeats} repeats")
+    print()
+    print(f"| code | tensor operations per forward | forward, 1 drop | forward, per drop in {args.batch} | "
+          f"solve, 1 drop | solve, per drop in {args.batch} |")
+    print("|---|---|---|---|---|---|")
+    for label in cases:
+        ms = {w: 1e3 * float(np.median(times[label, w])) for w in ("fwd1", "fwdB", "solve1", "solveB")}
+        print(f"| {label} | {calls[label]} | {ms['fwd1']:.2f} ms | {ms['fwdB']:.3f} ms | "
+              f"{ms['solve1']:.2f} ms | {ms['solveB']:.3f} ms |")
+    if "reference" in powers:
+        diff = max(float(np.max(np.abs(powers["current"][k] / powers["reference"][k] - 1))) for k in powers["current"])
+        print()
+        print(f"largest relative difference of the output powers, current vs reference, {args.batch} drops: {diff:.1e}")
+
+
+if __name__ == "__main__":
+    main()
