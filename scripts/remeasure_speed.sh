@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every latency and throughput figure the README quotes, remeasured in one go. Run it on an
+# otherwise idle machine (nothing else running; the scripts record the load average) after a
+# change that moves speed; then copy the new figures into the README's tables.
+#   1. results/latency/idle.md and results/latency/<problem>/  every solver, each default scenario
+#   2. results/executors/batch.md                              alone vs per instance in batches
+#   3. results/executors/evaluator_throughput.md               instances judged per second
+#   4. results/latency/estpanet_speed.md                       U-ESTPANet inference paths, precision
+#   5. results/latency/het_gnn_speed_idle.txt                  het-gnn forward and solve, vs f9df16f
+#   6. results/latency/urllc_latency.txt                       sca, lbfgs, estpanet at K = 10 and 60
+# About 25 minutes on the 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python scripts/idle_latencies.py --instances 16
+python scripts/batch_throughput.py --threads 1
+python scripts/evaluator_throughput.py --instances 1024 --out results/executors/evaluator_throughput.md
+python scripts/urllc_estpanet_speed.py --instances 256 --threads 1
+reference=$(mktemp --suffix=.py)
+git show f9df16f:plugins/mmtc_gnn.py > "$reference"
+{ date -u; uptime; python scripts/mmtc_gnn_speed.py --reference "$reference" --repeats 7; } \
+  > results/latency/het_gnn_speed_idle.txt
+rm -f "$reference"
+{ date -u; uptime; python scripts/urllc_latency.py 20; } > results/latency/urllc_latency.txt
