@@ -8,7 +8,7 @@
 #   4. results/latency/estpanet_speed.md                       U-ESTPANet inference paths, precision
 #   5. results/latency/het_gnn_speed_idle.txt                  het-gnn forward and solve, vs f9df16f
 #   6. results/latency/urllc_latency.txt                       sca, lbfgs, estpanet at K = 10 and 60
-# About 25 minutes on the 2-core machine.
+# About 5 minutes on the 2-core machine of 2026-12-02 (idle); hosts differ by up to 3x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python scripts/idle_latencies.py --instances 16
