@@ -258,7 +258,7 @@ def evaluator_coefficients(instances: Instances) -> CoexistenceCoefficients:
     found = _COEFFICIENT_CACHE.get(key)
     if found is None:
         found = _COEFFICIENT_CACHE[key] = coefficients(instances)
-        held = sum(k[1][0] for k in _COEFFICIENT_CACHE)
+        held = sum(k[1][0] for k in _COEFFICIENT_CACHE)  # k[1] is the batch's user_gain shape (n, M, K_u)
         while held > COEFFICIENT_CACHE_INSTANCES and len(_COEFFICIENT_CACHE) > 1:
             held -= _COEFFICIENT_CACHE.popitem(last=False)[0][1][0]
     else:
