@@ -57,6 +57,16 @@ def test_inputs_are_instance_normalised_channels_plus_log_beta():
     expected = (np.log10(np.transpose(inst.beta, (0, 2, 1))) - 1.0) / 2.0
     np.testing.assert_allclose(x[..., -1].numpy(), expected, rtol=1e-5)
     np.testing.assert_array_equal(aerial.numpy(), inst.aerial)
+    # against torch's InstanceNorm (the APs as channels) on the features in the trained order
+    h = np.transpose(inst.channel_estimate, (0, 2, 1, 3))
+    raw = torch.as_tensor(np.concatenate([h.real, h.imag], -1), dtype=torch.float32).reshape(n * K, M, 2 * L)
+    expected_channels = torch.nn.functional.instance_norm(raw).reshape(n, K, M, 2 * L)
+    np.testing.assert_allclose(x[..., :-1].numpy(), expected_channels.numpy(), rtol=1e-5, atol=1e-5)
+    # the interleaved layout holds the same features, its columns permuted as ``interleaved_columns`` says
+    xi, _ = est.network_inputs(inst, log10_beta_mean=1.0, log10_beta_std=2.0, interleaved=True)
+    columns = est.interleaved_columns(L)
+    assert sorted(columns) == list(range(2 * L + 1)) and columns != list(range(2 * L + 1))
+    np.testing.assert_array_equal(xi.numpy(), x[..., columns].numpy())
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +103,11 @@ def test_inference_path_equals_the_forward_pass_and_bfloat16_stays_close():
     x, aerial = est.network_inputs(inst, stats["log10_beta_mean"], stats["log10_beta_std"])
     with torch.inference_mode():
         reference = solver.network(x, aerial)
+        xi, _ = est.network_inputs(inst, stats["log10_beta_mean"], stats["log10_beta_std"], interleaved=True)
         for block_rows in (64, 1000, est.INFERENCE_BLOCK_ROWS):
             fast = solver.network.predict(x, aerial, block_rows=block_rows)
+            np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-6, atol=1e-6)
+            fast = solver.network.predict(xi, aerial, block_rows=block_rows, interleaved=True)
             np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-6, atol=1e-6)
         low = solver.network.predict(x, aerial, torch.bfloat16)
     assert low.dtype == torch.float32
