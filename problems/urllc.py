@@ -228,6 +228,10 @@ def draw_large_scale(params: UrllcScenario, rng: np.random.Generator) -> dict[st
 
 # --- the SINR as a function of the powers -----------------------------------------------
 
+#: the instance arrays the closed form reads (the regroupings and the reliability verdict)
+LSF_ARRAYS = ("beta", "rician_factor")
+
+
 def _lsf_arguments(instances: Instances) -> tuple:
     """``(beta, rician_factor, n_antennas, n_pilot)`` of a batch, what both regroupings take."""
     p = instances.params
@@ -564,7 +568,10 @@ class Urllc(Problem):
                 for i in range(len(instances))]
         todo = [i for i, key in enumerate(keys) if key not in _UNREACHABLE_CACHE]
         if todo:
-            counts = self._unreachable_terminals(instances[np.asarray(todo)])
+            # the verdict reads the large-scale fading only: the channel estimates (hundreds of MB
+            # for a batch at K = 50) are neither copied nor passed on
+            lsf = dataclasses.replace(instances, arrays={k: instances.arrays[k] for k in LSF_ARRAYS})
+            counts = self._unreachable_terminals(lsf if len(todo) == len(keys) else lsf[np.asarray(todo)])
             for i, count in zip(todo, counts):
                 _UNREACHABLE_CACHE[keys[i]] = float(count)
             while len(_UNREACHABLE_CACHE) > UNREACHABLE_CACHE_SIZE:

@@ -161,6 +161,9 @@ def test_reliability_verdict_is_remembered_per_instance_not_per_batch(monkeypatc
     real = u.Urllc._unreachable_terminals
     monkeypatch.setattr(u.Urllc, "_unreachable_terminals",
                         lambda self, x: calls.append(len(x)) or real(self, x))
+    seen_arrays = []
+    monkeypatch.setattr(u.Urllc, "_unreachable_terminals",
+                        lambda self, x, f=u.Urllc._unreachable_terminals: seen_arrays.append(set(x.arrays)) or f(self, x))
     monkeypatch.setattr(u, "_UNREACHABLE_CACHE", type(u._UNREACHABLE_CACHE)())
     batch = PROBLEM.unreachable_terminals(inst)
     single = [PROBLEM.unreachable_terminals(inst[np.array([i])])[0] for i in range(5)]
@@ -170,6 +173,8 @@ def test_reliability_verdict_is_remembered_per_instance_not_per_batch(monkeypatc
     weaker = dataclasses.replace(inst, arrays={**inst.arrays, "beta": inst.beta * 1e-3})   # same seed and index
     assert np.sum(PROBLEM.unreachable_terminals(weaker)) > np.sum(batch)
     assert calls == [5, 5]
+    # the verdict is computed from the large-scale fading alone: no copy of the channel estimates
+    assert seen_arrays and all(a == set(u.LSF_ARRAYS) for a in seen_arrays)
 
 
 # --- the evaluator ----------------------------------------------------------------------
