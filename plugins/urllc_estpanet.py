@@ -132,15 +132,16 @@ def network_inputs(instances: Instances, log10_beta_mean: float, log10_beta_std:
     ``[Re h_1, Im h_1, .., Re h_L, Im h_L, e]``, the complex array's own memory order (one block
     copy per row instead of an element-wise reordering; ``predict(..., interleaved=True)``
     permutes the weights' columns to match). The InstanceNorm statistics are taken per row of
-    the contiguous complex64 array by two matrix-vector products (mean, then the centred second
-    moment), about 3x faster than ``instance_norm`` over rows of 2L = 32 values."""
+    the contiguous complex64 array (the mean by a matrix-vector product, then the norm of the
+    centred row), about 3x faster than ``instance_norm`` over rows of 2L = 32 values."""
     torch = _torch()
     ce = np.ascontiguousarray(instances.channel_estimate, dtype=np.complex64)  # n M K L
     n, M, K, L = ce.shape
     raw = torch.from_numpy(ce.view(np.float32)).reshape(n * M * K, 2 * L)     # rows (Re, Im) interleaved
     average = raw.new_full((2 * L, 1), 1.0 / (2 * L))
     centred = raw - raw @ average
-    normalised = centred.mul_((centred * centred @ average).add_(INSTANCE_NORM_EPS).rsqrt_()).view(n, M, K, L, 2)
+    variance = torch.linalg.vector_norm(centred, dim=1, keepdim=True).square_().div_(2 * L)
+    normalised = centred.mul_(variance.add_(INSTANCE_NORM_EPS).rsqrt_()).view(n, M, K, L, 2)
     x = torch.empty((n, K, M, 2 * L + 1), dtype=torch.float32)
     if interleaved:
         x[..., :2 * L] = normalised.view(n, M, K, 2 * L).transpose(1, 2)
