@@ -47,7 +47,10 @@ C4 shortfall, relative); ``lambda <- max(0, lambda + rho v)`` after every step
 Option ``lr_final`` decays the learning rate along a cosine to that value
 (the shipped weights: lr 1e-3 -> 1e-5, see the README: this machine affords a
 few thousand steps, not the paper's 10^5). Option ``constraints="c3-c5"``
-adds the relative C3 and C5 shortfalls of the worst device to ``v``. EE and rates come from
+adds the relative C3 and C5 shortfalls of the worst device to ``v``. Option ``min_ee_weight`` (gamma,
+not in the paper, 0 by default) adds ``gamma (1 - min_d EE_d(theta_hat) / min_d EE_d(theta))`` averaged
+over the batch: the max-min objective itself, relative to the label's, where (42)'s MSE pulls every
+device's EE towards the label's common level from both sides. EE and rates come from
 :mod:`cfbench.problems.mmtc_torch` (tested equal to the evaluator). AdamW,
 lr 1e-4, weight decay 1e-4, batch 32 (Section VI-C); batches never mix
 settings. Drops whose label is infeasible are left out. The readout bias
@@ -103,6 +106,7 @@ TRAINING_OPTIONS = (
     Option("beta", float, 1.0, "augmented Lagrangian on (1) or off (0), (43)"),
     Option("rho", float, 10.0, "penalty of (44); not in the paper (rho = 1 left C4 violated in ~10 % of drops)"),
     Option("constraints", str, "c4", "constraint term: c4 (the paper's v) or c3-c5"),
+    Option("min_ee_weight", float, 0.0, "weight gamma of the max-min term 1 - min EE / label's min EE (0: the paper)"),
     Option("validation_fraction", float, 0.1, "share of each scenario's samples held out for validation"),
     Option("test_fraction", float, 0.1, "share of each scenario's samples held out for testing"),
     Option("patience", int, 0, "stop after this many epochs without a better validation loss (0: never)"),
@@ -414,9 +418,12 @@ def loss_terms(network, batch: dict, params, cfg: dict, multiplier: float) -> di
                      + torch.relu(1.0 - perf["device_sinr"].min(dim=1).values / params.sinr_min))
     v = shortfall.mean()
     alpha, beta, rho = float(cfg["alpha"]), float(cfg["beta"]), float(cfg["rho"])
-    loss = alpha * l_theta + (1 - alpha) * l_ee + beta * (multiplier * v + 0.5 * rho * v ** 2)
     min_ee = ee.min(dim=1).values
-    return {"loss": loss, "l_theta": l_theta, "l_ee": l_ee, "v": v,
+    l_min_ee = (1.0 - min_ee / batch["label_min_ee"]).mean()
+    loss = alpha * l_theta + (1 - alpha) * l_ee + beta * (multiplier * v + 0.5 * rho * v ** 2)
+    if float(cfg["min_ee_weight"]):
+        loss = loss + float(cfg["min_ee_weight"]) * l_min_ee
+    return {"loss": loss, "l_theta": l_theta, "l_ee": l_ee, "l_min_ee": l_min_ee, "v": v,
             "violated": (shortfall > 1e-6).double().mean(),   # share of drops with v > 0
             "min_ee_ratio": (min_ee / batch["label_min_ee"]).mean()}
 

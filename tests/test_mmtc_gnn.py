@@ -325,3 +325,25 @@ def test_shipped_weights_beat_upc_on_the_default_setting():
     assert both.sum() >= 12
     assert np.median(net.objective[both]) > 2 * np.median(upc.objective[both])
     assert net.feasible.mean() >= upc.feasible.mean()
+
+
+@pytest.mark.parametrize("setting", gnn.TABLE_II)
+def test_shipped_weights_reach_95_percent_of_opc_in_the_median_drop(setting):
+    """The fast-paths issue's bar on drops of a seed used neither in training (the dataset
+    stream) nor in choosing the weights (seed 7) nor in the README's Table II (seeds 0, 1):
+    the GNN's min EE is at least 0.95 of the fast OPC's (the labels' solver, the global
+    optimum) in the median drop, and it is feasible wherever OPC is, but for at most 1 in 24."""
+    from cfbench.plugins import mmtc_fixed_point as fp
+
+    inst = PROBLEM.sample(setting, 48, seed=13)
+    scores = {}
+    for cls in (fp.FixedPointMaxMin, gnn.HeterogeneousGnn):
+        solver = cls()
+        solver.setup(PROBLEM, setting)
+        out = solver.solve(inst)
+        scores[cls.name] = PROBLEM.evaluate(inst, out.decision if hasattr(out, "decision") else out)
+    opc, net = scores["opc-fast"], scores["het-gnn"]
+    assert opc.feasible.sum() >= 40
+    ratio = net.objective[opc.feasible] / opc.objective[opc.feasible]
+    assert np.median(ratio) >= 0.95
+    assert (opc.feasible & ~net.feasible).sum() <= 2
