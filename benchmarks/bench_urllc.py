@@ -65,3 +65,32 @@ class SolverLatency:
 
         torch = sys.modules.get("torch")
         return torch.get_num_threads() if torch is not None else 0
+
+
+class EstpanetBatch:
+    """U-ESTPANet on a batch of 64 ``k50`` instances (the fast-paths issue's 1 ms per instance),
+    each CNN width and precision, one thread, ``torch.inference_mode()`` (inside ``solve``);
+    ``track_mean_omega`` is the evaluator's mean Omega of that batch, so a variant that gets
+    faster by getting worse shows up too."""
+
+    params = (["paper", "narrow"], ["float32", "bfloat16"])
+    param_names = ["cnn", "precision"]
+    timeout = 300
+
+    def setup(self, cnn, precision):
+        limit_threads(1)
+        registry = build_registry()
+        self.problem = registry.problem("urllc")
+        self.solver = registry.solver("urllc", "estpanet").cls(cnn=cnn, precision=precision)
+        self.solver.setup(self.problem, "k50")
+        limit_threads(1)
+        self.instances = self.problem.sample("k50", 64, seed=3)
+        self.solver.solve(self.instances[:8])
+
+    def time_solve_batch_of_64(self, cnn, precision):
+        self.solver.solve(self.instances)
+
+    def track_mean_omega(self, cnn, precision):
+        return float(self.problem.evaluate(self.instances, self.solver.solve(self.instances)).objective.mean())
+
+    track_mean_omega.unit = "Omega"

@@ -5,7 +5,8 @@
 #   1. results/latency/idle.md and results/latency/<problem>/  every solver, each default scenario
 #   2. results/executors/batch.md                              alone vs per instance in batches
 #   3. results/executors/evaluator_throughput.md               instances judged per second
-#   4. results/latency/estpanet_speed.md                       U-ESTPANet inference paths, precision
+#   4. results/latency/estpanet_speed.md                       U-ESTPANet inference paths, precision,
+#                                                              narrow CNN, vs 2898fbf
 #   5. results/latency/het_gnn_speed_idle.txt                  het-gnn forward and solve, vs f9df16f
 #   6. results/latency/urllc_latency.txt                       sca, lbfgs, estpanet at K = 10 and 60
 # About 5 minutes on the 2-core machine of 2026-12-02 (idle); hosts differ by up to 3x.
@@ -14,7 +15,10 @@ cd "$(dirname "$0")/.."
 python scripts/idle_latencies.py --instances 16
 python scripts/batch_throughput.py --threads 1
 python scripts/evaluator_throughput.py --instances 1024 --out results/executors/evaluator_throughput.md
-python scripts/urllc_estpanet_speed.py --instances 256 --threads 1
+reference=$(mktemp --suffix=.py)
+git show 2898fbf:plugins/urllc_estpanet.py > "$reference"
+python scripts/urllc_estpanet_speed.py --instances 256 --threads 1 --reference "$reference"
+rm -f "$reference"
 reference=$(mktemp --suffix=.py)
 git show f9df16f:plugins/mmtc_gnn.py > "$reference"
 { date -u; uptime; python scripts/mmtc_gnn_speed.py --reference "$reference" --repeats 7; } \

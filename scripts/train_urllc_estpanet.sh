@@ -7,6 +7,8 @@ W=plugins/weights
 train() { cfbench train --solver estpanet --problem urllc --seed 0 --threads 2 "$@"; }
 # K sweep of Figs. 3-4 (alpha = 0.25, M = 64 x L = 16): one model across K = 10 ... 60
 train --scenario k10,k20,k30,k40,k50,k60 --epochs 8 --out $W/estpanet-urllc-k-sweep.pt
+# the same with a CNN of width 32 instead of the paper's 128 (option cnn=narrow; trained on one thread)
+train --scenario k10,k20,k30,k40,k50,k60 --epochs 8 --set d_cnn=32 --threads 1 --out $W/estpanet-urllc-k-sweep-narrow.pt
 # alpha sweep of Figs. 5-6 (K = 50): the K-sweep model fine-tuned per alpha (alpha = 0.25 is k50 itself)
 for a in 0.1 0.15 0.2 0.3 0.35 0.4; do
   train --scenario alpha$a --epochs 4 --init $W/estpanet-urllc-k-sweep.pt --out $W/estpanet-urllc-alpha$a.pt

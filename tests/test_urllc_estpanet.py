@@ -169,6 +169,20 @@ def test_every_shipped_checkpoint_loads_safely_and_fits_its_scenarios():
             scenario == "alpha0.25" and "k50" in checkpoint["trained_on"]["scenarios"])
         est.network_from_checkpoint(checkpoint, PROBLEM.scenario_params(scenario))
     assert set(est.SHIPPED_WEIGHTS) == set(PROBLEM.scenarios)
+    for scenario, filename in est.NARROW_WEIGHTS.items():
+        checkpoint = load_checkpoint(est.WEIGHTS_DIR / filename)
+        assert checkpoint["model"]["d_cnn"] < 128    # narrower than the paper's CNN
+        est.network_from_checkpoint(checkpoint, PROBLEM.scenario_params(scenario))
+
+
+def test_narrow_option_picks_the_narrow_weights_and_names_where_they_exist():
+    solver = est.EstpaNet(cnn="narrow")
+    solver.setup(PROBLEM, "k50")
+    assert solver.checkpoint["model"]["d_cnn"] < 128
+    with pytest.raises(CfbenchError, match="no narrow estpanet weights for scenario 'stress-k20'; shipped for: k10,"):
+        est.EstpaNet(cnn="narrow").setup(PROBLEM, "stress-k20")
+    with pytest.raises(CfbenchError, match="cnn.*paper, narrow.*'wide'"):
+        est.EstpaNet(cnn="wide")
 
 
 def test_a_checkpoint_with_code_is_refused(tmp_path):
