@@ -9,13 +9,14 @@
 #                                                              narrow CNN, vs 2898fbf
 #   5. results/latency/het_gnn_speed_idle.txt                  het-gnn forward and solve, vs f9df16f
 #   6. results/latency/urllc_latency.txt                       sca, lbfgs, estpanet at K = 10 and 60
-# About 5 minutes on the 2-core machine of 2026-12-02 (idle); hosts differ by up to 3x.
+# About 5-8 minutes on the 2-core machine of 2026-12-02 (idle); the same host ran the same code up to
+# 2x slower in the afternoon than in the morning of that day, so compare figures of one run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python scripts/idle_latencies.py --instances 16
 python scripts/batch_throughput.py --threads 1
 python scripts/evaluator_throughput.py --instances 1024 --out results/executors/evaluator_throughput.md
-reference=$(mktemp --suffix=.py)
+reference=${TMPDIR:-/tmp}/urllc_estpanet_2898fbf.py
 git show 2898fbf:plugins/urllc_estpanet.py > "$reference"
 python scripts/urllc_estpanet_speed.py --instances 256 --threads 1 --reference "$reference"
 rm -f "$reference"
