@@ -11,6 +11,8 @@ from cfbench.physics.association import lsf_fraction_association
 from cfbench.registry import build_registry
 from cfbench.runner import limit_threads
 
+from .common import pinned_solver
+
 
 def _problem():
     return build_registry().problem("dmimo")
@@ -49,11 +51,7 @@ class SolverLatency:
     repeat = (1, 5, 60.0)
 
     def setup(self, scenario, solver):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("dmimo")
-        self.solver = registry.solver("dmimo", solver).cls()
-        self.solver.setup(self.problem, scenario)
+        self.problem, self.solver = pinned_solver("dmimo", solver, scenario)
         self.instance = self.problem.sample(scenario, 1, seed=5)
         self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 

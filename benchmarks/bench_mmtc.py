@@ -9,7 +9,8 @@ The paper gives no timings, only O((K_u + K_d)^3.5) per Dinkelbach step;
 import numpy as np
 
 from cfbench.registry import build_registry
-from cfbench.runner import limit_threads
+
+from .common import pinned_solver
 
 
 def _problem():
@@ -47,11 +48,7 @@ class SolverLatency:
     repeat = (1, 3, 60.0)
 
     def setup(self, scenario, solver):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("mmtc")
-        self.solver = registry.solver("mmtc", solver).cls()
-        self.solver.setup(self.problem, scenario)
+        self.problem, self.solver = pinned_solver("mmtc", solver, scenario)
         self.instance = self.problem.sample(scenario, 1, seed=5)
         self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 
@@ -69,11 +66,7 @@ class FastOpcBatch:
     repeat = (1, 2, 120.0)
 
     def setup(self, scenario):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("mmtc")
-        self.solver = registry.solver("mmtc", "opc-fast").cls()
-        self.solver.setup(self.problem, scenario)
+        self.problem, self.solver = pinned_solver("mmtc", "opc-fast", scenario)
         self.instances = self.problem.sample(scenario, 64, seed=7)
 
     def time_solve_batch_of_64(self, scenario):
@@ -96,12 +89,7 @@ class GnnInference:
 
         from cfbench.plugins.mmtc_gnn import network_inputs
 
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("mmtc")
-        self.solver = registry.solver("mmtc", "het-gnn").cls()
-        self.solver.setup(self.problem, scenario)
-        limit_threads(1)   # torch is imported by now: pin its intra-op pool too
+        self.problem, self.solver = pinned_solver("mmtc", "het-gnn", scenario)
         self.torch = torch
         self.instances = self.problem.sample(scenario, n, seed=8)
         self.inputs = network_inputs(self.instances, self.solver.checkpoint["input"])

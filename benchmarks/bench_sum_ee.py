@@ -7,7 +7,8 @@ Solver benchmarks pin one thread, as the runner does by default.
 import numpy as np
 
 from cfbench.registry import build_registry
-from cfbench.runner import limit_threads
+
+from .common import pinned_solver
 
 
 def _problem():
@@ -17,11 +18,7 @@ def _problem():
 def _warm_solver(scenario, name):
     """The problem and solver ``name`` set up on ``scenario`` and warmed up on one instance
     (seed 6), on one thread, as the runner times a solve."""
-    limit_threads(1)
-    registry = build_registry()
-    problem = registry.problem("sum-ee")
-    solver = registry.solver("sum-ee", name).cls()
-    solver.setup(problem, scenario)
+    problem, solver = pinned_solver("sum-ee", name, scenario)
     solver.solve(problem.sample(scenario, 1, seed=6))
     return problem, solver
 

@@ -8,7 +8,8 @@ Run: ``asv run --python=same --quick --bench uccf``. Solvers run on one thread.
 import numpy as np
 
 from cfbench.registry import build_registry
-from cfbench.runner import limit_threads
+
+from .common import pinned_solver
 
 
 def _problem():
@@ -49,12 +50,7 @@ class SolverLatency:
     repeat = (1, 20, 30.0)
 
     def setup(self, scenario, solver):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("uccf")
-        self.solver = registry.solver("uccf", solver).cls()
-        self.solver.setup(self.problem, scenario)
-        limit_threads(1)
+        self.problem, self.solver = pinned_solver("uccf", solver, scenario)
         self.instance = self.problem.sample(scenario, 1, seed=5)
         self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 

@@ -10,7 +10,8 @@ thread, as the runner does by default; U-ESTPANet runs under
 import numpy as np
 
 from cfbench.registry import build_registry
-from cfbench.runner import limit_threads
+
+from .common import pinned_solver
 
 
 def _problem():
@@ -48,12 +49,7 @@ class SolverLatency:
     repeat = (1, 3, 60.0)
 
     def setup(self, scenario, solver):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("urllc")
-        self.solver = registry.solver("urllc", solver).cls()
-        self.solver.setup(self.problem, scenario)
-        limit_threads(1)  # torch is imported by the learned solver's setup
+        self.problem, self.solver = pinned_solver("urllc", solver, scenario)
         self.instance = self.problem.sample(scenario, 1, seed=5)
         self.solver.solve(self.problem.sample(scenario, 1, seed=6))
 
@@ -78,12 +74,7 @@ class EstpanetBatch:
     timeout = 300
 
     def setup(self, cnn, precision):
-        limit_threads(1)
-        registry = build_registry()
-        self.problem = registry.problem("urllc")
-        self.solver = registry.solver("urllc", "estpanet").cls(cnn=cnn, precision=precision)
-        self.solver.setup(self.problem, "k50")
-        limit_threads(1)
+        self.problem, self.solver = pinned_solver("urllc", "estpanet", "k50", cnn=cnn, precision=precision)
         self.instances = self.problem.sample("k50", 64, seed=3)
         self.solver.solve(self.instances[:8])
 
