@@ -30,7 +30,7 @@ AP, all APs of a terminal), so the layer is computed densely, as attention
 along the terminal axis or the AP axis of ``(batch, M, K, width)`` tensors:
 the cost grows with the number of edges ``M K (K - 1) + K M (M - 1)``, and the
 network is equivariant to permutations of users, devices and APs by
-construction (``tests/test_mmtc_gnn.py`` checks it). One network serves any
+construction (``tests/mmtc/test_mmtc_gnn.py`` checks it). One network serves any
 ``(K_u, K_d, M, M_s)``.
 
 Loss (eqs. 42-44), per batch::
@@ -174,7 +174,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         with queries and keys of size ``c + 1`` and values ``[v' + e_{2a'}, 1, a']``, and
         ``a d_0`` joins the root term. A layer is two matrix products and six attentions for
         any batch: eqs. (39)-(41) exactly, up to the order of float rounding
-        (``tests/test_mmtc_gnn.py`` compares it with the edge-by-edge form and with the
+        (``tests/mmtc/test_mmtc_gnn.py`` compares it with the edge-by-edge form and with the
         earlier per-edge-type code)."""
 
         def __init__(self, width_in: int, width_out: int) -> None:

@@ -38,7 +38,7 @@ and a GELU feed-forward network (width 2 d_model), residual connections. Attenti
   (``m = 2 d_head`` fixed Gaussian features, drawn from the training seed), no reweighting.
 
 No token index enters anywhere, so the network is equivariant to permuting UEs
-(``tests/test_uccf_solvers.py`` checks it).
+(``tests/uccf/test_uccf_solvers.py`` checks it).
 
 Heads (eqs. (15)-(20)). Cluster scores ``s_lk = sigmoid(MLP([h_k; f_lk]) + a r_lk + c)``,
 one small MLP shared by all APs on the UE's encoding and the link's features, plus a

@@ -5,7 +5,7 @@ distributed massive-MIMO networks" (``shared/papers/dmimo_ee_se_association.txt`
 problem (11); open points fixed by ``shared/spec/dmimo.md`` (B.1-B.10). The
 physics (three-slope LSF, pilot reuse, PFZF groups, the closed-form SINR of
 B.5, the power model of B.7) lives in :mod:`cfbench.problems.dmimo_model`,
-checked against Monte Carlo in ``tests/test_dmimo_closed_forms.py``; this
+checked against Monte Carlo in ``tests/dmimo/test_dmimo_closed_forms.py``; this
 module holds the scenarios and the judge.
 
 Instance (``sample_one`` = :func:`dmimo_model.draw_setup`). M APs (A = 8

@@ -78,7 +78,7 @@ use-and-then-forget bound (eq. 4) has
 w = (1 - L_p / L_c) / 2. (The relaxed d is exactly the bound for LSFD weights
 a_mt = d_mt, so it is physical, not only a relaxation.) Two readings differ from
 the printed paper, both checked by Monte Carlo in
-``tests/test_dmimo_closed_forms.py``:
+``tests/dmimo/test_dmimo_closed_forms.py``:
 
 - ``interference="corrected"`` (default, B.5 [DER]): x_mti as above. The printed
   eq. (8) (and Zhang et al.'s code) uses ``beta_mi - gamma_mi`` for **every**

@@ -48,7 +48,7 @@ coherent terms come from the mean of pilot-contaminated products and add up
 over the PRBs through the chips (``|c_d^H c_k|^2``, 1 for distinct m-sequence
 shifts) for a device, and through the N independent user symbols for a user.
 Every expression is checked against a Monte Carlo simulation of the signal
-model (6)-(11), (14), (16) in ``tests/test_mmtc_closed_forms.py``.
+model (6)-(11), (14), (16) in ``tests/mmtc/test_mmtc_closed_forms.py``.
 """
 
 from __future__ import annotations

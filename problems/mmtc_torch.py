@@ -2,7 +2,7 @@
 
 The same formulas as :func:`cfbench.problems.mmtc.performance` on top of
 :class:`cfbench.problems.mmtc_model.CoexistenceCoefficients`, written with torch
-operations so gradients flow to ``(p, q)``; ``tests/test_mmtc_gnn.py`` checks
+operations so gradients flow to ``(p, q)``; ``tests/mmtc/test_mmtc_gnn.py`` checks
 that both agree to 1e-10 in float64. The evaluator stays the only judge: this
 module is only used to train.
 

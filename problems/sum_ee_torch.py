@@ -7,7 +7,7 @@ gains over noise ``g[n, l, k, j]`` (eq. 2 divided by sigma^2)::
     J   = B/1e6 * sum_k log2(1 + S_k / (1 + I_k)) / (mu sum_l p_kl + P_c),
 
 for powers of shape (..., n, K, L) (leading axes: e.g. several samples of U(a, b)
-per instance). ``tests/test_sum_ee_gnn.py`` checks that it equals the evaluator
+per instance). ``tests/sum_ee/test_sum_ee_gnn.py`` checks that it equals the evaluator
 to 1e-10 in float64. The evaluator stays the only judge: this module is used to train.
 """
 

@@ -6,7 +6,7 @@ with a clustering decision; open points fixed by ``shared/spec/uccf.md`` (A.1-A.
 The physics (UMi LSF with wrap-around, pilots and DCC, MMSE estimation with pilot
 sharing, MR closed forms, the centralized-MMSE Monte Carlo, closed-form max-min
 power) lives in :mod:`cfbench.problems.uccf_model`, checked against Monte Carlo in
-``tests/test_uccf_closed_forms.py``; this module holds the scenarios and the judge.
+``tests/uccf/test_uccf_closed_forms.py``; this module holds the scenarios and the judge.
 
 Instance (``sample_one`` = :func:`uccf_model.draw_setup`). L APs (N antennas) and K
 UEs in a square with wrap-around; arrays ``beta`` (L, K) noise-normalised LSF per mW,

@@ -70,7 +70,7 @@ MR closed forms (A.7 [DER], :func:`mr_coefficients`). With ``v_k = D_k hhat_k`` 
 keeps only the non-coherent part, since ``Var ||hhat_kl||^2 + E|e^H hhat|^2 = N gamma beta``).
 With N = 1 and all APs serving, b / N, c / N, s / N is Ngo et al.'s UL SINR [N17]. The DL
 MR terms of A.7 (``at_k = N sum_l G_lk``, ``bt_ki = c_ik / s_i``) are these by the duality
-above. Checked against Monte Carlo of the pilot model in ``tests/test_uccf_closed_forms.py``.
+above. Checked against Monte Carlo of the pilot model in ``tests/uccf/test_uccf_closed_forms.py``.
 
 Centralized MMSE by Monte Carlo (A.5 recipe, :func:`uatf_monte_carlo`). Per realisation:
 draw channels and pilot noise, estimate as above, form (with ``p_i = p_max`` for all i:

@@ -41,7 +41,7 @@ This is the rigorous form of the paper's channel-hardening step
 ``H_hat^H H_hat ~ E[H_hat^H H]`` (Section II-A) applied to eqs. (5)-(6).
 
 Closed forms (derivation; every one is checked against Monte Carlo in
-``tests/test_urllc_closed_forms.py``). Terms of different APs are
+``tests/urllc/test_urllc_closed_forms.py``). Terms of different APs are
 independent, so means add and (for zero-mean or centred terms) variances add.
 
 (A) Mean of the desired gain. S_kk = sum_m eta_mk (||H_mk||^2 + W_mk^H H_mk);

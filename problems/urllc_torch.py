@@ -2,7 +2,7 @@
 
 The same formulas as the evaluator, :func:`cfbench.problems.urllc.tradeoff_terms`
 on top of :class:`cfbench.problems.urllc.SinrCoefficients`, written with torch
-operations so gradients flow to the powers; ``tests/test_urllc_estpanet.py``
+operations so gradients flow to the powers; ``tests/urllc/test_urllc_estpanet.py``
 checks that both give the same eps_k, rates and Omega to 1e-10 in float64.
 The evaluator stays the only judge: this module is only used to train.
 

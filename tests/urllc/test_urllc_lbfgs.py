@@ -12,7 +12,7 @@ from cfbench.plugins.urllc_baselines import CandidateScorer
 from cfbench.problems import urllc as u
 
 PROBLEM = u.Urllc()
-#: stress-k40 instances (seed 0) that needed the exact reliability phase (tests/test_urllc_reliability.py)
+#: stress-k40 instances (seed 0) that needed the exact reliability phase (tests/urllc/test_urllc_reliability.py)
 STRESS_K40_CASES = (120, 139, 205)
 
 
