@@ -114,6 +114,16 @@ def test_opc_is_feasible_and_beats_every_feasible_heuristic(opc_runs, scenario):
         assert better.all(), f"OPC does not beat {name}"
 
 
+def _opc_at_its_start(problem):
+    """OPC set up on drop 3 of the default setting: the solver, the drop's data, the surrogate
+    model (31) and the least-power start point."""
+    inst = problem.sample("ku2-kd10-m10-ms5", 1, seed=3)
+    solver = SequentialFractionalProgramming()
+    solver.setup(problem, "ku2-kd10-m10-ms5")
+    data = InstanceData(inst.params, coefficients(inst), 0)
+    return solver, data, SurrogateModel(inst.params, data), solver.least_power_point(data)
+
+
 @pytest.mark.parametrize("corrupt", [True, False])
 def test_opc_accepts_a_fallback_answer_only_after_checking_it(problem, monkeypatch, corrupt):
     """Every odd solve raises, so each Dinkelbach step falls back to a smaller trust
@@ -121,13 +131,7 @@ def test_opc_accepts_a_fallback_answer_only_after_checking_it(problem, monkeypat
     then fail) must be rejected, also as the least-power start; an honest one is
     accepted."""
     import cvxpy as cp
-    inst = problem.sample("ku2-kd10-m10-ms5", 1, seed=3)
-    params, c = inst.params, coefficients(inst)
-    solver = SequentialFractionalProgramming()
-    solver.setup(problem, "ku2-kd10-m10-ms5")
-    data = InstanceData(params, c, 0)
-    model = SurrogateModel(params, data)
-    z_bar = solver.least_power_point(data)
+    solver, data, model, z_bar = _opc_at_its_start(problem)
     lin = model.linearise(z_bar)
     real_solve, calls = cp.Problem.solve, []
 
@@ -291,13 +295,7 @@ def test_fast_opc_batch_equals_one_by_one(problem):
 def test_each_dinkelbach_run_raises_the_surrogate_objective(problem):
     """Within every outer step the inner loop only accepts points that raise the
     surrogate min EE (31), which is what makes the true min EE monotone."""
-    inst = problem.sample("ku2-kd10-m10-ms5", 1, seed=3)
-    params, c = inst.params, coefficients(inst)
-    solver = SequentialFractionalProgramming()
-    solver.setup(problem, "ku2-kd10-m10-ms5")
-    data = InstanceData(params, c, 0)
-    model = SurrogateModel(params, data)
-    z_bar = solver.least_power_point(data)
+    solver, data, model, z_bar = _opc_at_its_start(problem)
     assert z_bar is not None and data.feasible(z_bar)
 
     def level(lin, z):
