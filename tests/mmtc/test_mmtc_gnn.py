@@ -293,6 +293,24 @@ def test_training_lowers_the_loss_and_the_dual_ascent_is_projected(tiny_dataset,
     assert ckpt["trained_on"]["n_validation"]["tiny"] == feasible[76:86].sum()
 
 
+def test_max_min_term_is_one_minus_the_min_ee_ratio_weighted_by_gamma(tiny_dataset):
+    """Option ``min_ee_weight``: the loss grows by exactly gamma (1 - mean min-EE ratio)."""
+    data = ds.load(PROBLEM, tiny_dataset / "tiny")
+    data = data.subset([i for i in range(16) if data.label_feasible[i]])
+    stats = gnn.input_statistics(data.instances.user_gain, data.instances.device_gain)
+    batch = gnn._tensors(data, stats)
+    torch.manual_seed(0)
+    net = gnn.build_network().double()
+    batch = {k: ({t: x.double() if x.is_floating_point() else x for t, x in v.items()} if isinstance(v, dict)
+                 else (v.double() if v.is_floating_point() else v)) for k, v in batch.items()}
+    with torch.no_grad():
+        plain = gnn.loss_terms(net, batch, data.instances.params, {**gnn.DEFAULTS}, 2.0)
+        weighted = gnn.loss_terms(net, batch, data.instances.params, {**gnn.DEFAULTS, "min_ee_weight": 3.0}, 2.0)
+    assert abs(float(plain["l_min_ee"]) - (1.0 - float(plain["min_ee_ratio"]))) < 1e-12
+    assert abs(float(weighted["loss"] - plain["loss"]) - 3.0 * float(plain["l_min_ee"])) < 1e-10
+    assert float(plain["l_min_ee"]) != 0.0     # the term is not trivially zero on these drops
+
+
 def test_training_rejects_unknown_options_and_missing_data(tmp_path):
     with pytest.raises(CfbenchError, match="unknown option 'bogus' of het-gnn training"):
         gnn.train(PROBLEM, ["tiny"], data=str(tmp_path), bogus=1)
