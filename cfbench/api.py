@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -367,6 +368,16 @@ class Solver:
         cannot train with the training options ``cfg`` (every declared one, typed): e.g. too few
         samples for one training batch and one validation instance. Called by ``cfbench train``
         before any work; trainable solvers override it."""
+
+    @classmethod
+    def artifacts(cls, scenario: str, options: Mapping[str, Any]) -> dict[str, Path]:
+        """Files whose content, with the options, fixes this solver's decisions on
+        ``scenario`` (trained weights), by name. ``cfbench run`` records each one's SHA-256 in
+        the run's manifest, so that a run says which weights produced it, and refuses to
+        ``--resume`` a run with other ones. ``options``: every declared option, typed. Raise
+        :class:`CfbenchError` where no file fits (checked before any work). Solvers without
+        such files keep this default."""
+        return {}
 
     def setup(self, problem: Problem, scenario: str) -> None:
         """Called once per run before any solve (load weights, build DPP problems)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import os
 import signal
 import sys
@@ -143,6 +144,18 @@ def _solver_options(cls, given: dict) -> tuple[dict, dict]:
     return typed, used
 
 
+def _artifacts(cls, scenario: str, options: dict) -> dict[str, dict]:
+    """The solver's artifact files (``Solver.artifacts``, e.g. trained weights) with their
+    SHA-256, for the manifest; a missing file is a one-line error before any work."""
+    out = {}
+    for name, path in cls.artifacts(scenario, options).items():
+        path = Path(path)
+        if not path.is_file():
+            raise CfbenchError(f"solver {cls.name!r}: no {name} file {str(path)!r}")
+        out[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return out
+
+
 def _print_table(rows: pd.DataFrame, manifest: dict, fmt: str) -> None:
     table = comparison_table(rows, manifest.get("paper_iterative_solver"), manifest.get("table_metrics", ()))
     if fmt == "text":
@@ -205,6 +218,7 @@ def cmd_run(args) -> int:
         typed, options_used[s] = _solver_options(classes[s], given.get(s, {}))
         if typed:
             solver_options[s] = typed
+    artifacts = {s: _artifacts(classes[s], scenario, options_used[s]) for s in solvers}
     validate.run_size(args.instances, len(solvers))
     executor = make_executor(args.executor, args.workers, args.scheduler)
     manifest = build_manifest(
@@ -212,7 +226,8 @@ def cmd_run(args) -> int:
         threads=args.threads, warnings=reg.warnings,
         solvers={s: {"kind": p.cls.kind, "plugin": p.plugin, "distribution": p.distribution,
                      **({"options": solver_options[s]} if s in solver_options else {}),
-                     "options_used": options_used[s]}
+                     "options_used": options_used[s],
+                     **({"artifacts": artifacts[s]} if artifacts[s] else {})}
                  for s, p in ((s, reg.solver(args.problem, s)) for s in solvers)},
     )
     manifest["execution"] = {**executor.describe(), "memory_limit_mb": args.memory_limit, "batch": args.batch}
@@ -316,6 +331,13 @@ def _resumable(out: Path, manifest: dict, solvers: list[str], classes: dict[str,
         if s in old.get("solvers", {}) and _used(classes[s], before) != _used(classes[s], now):
             raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with options {before!r}, "
                                f"this run gives {now!r}")
+        then = old.get("solvers", {}).get(s, {}).get("artifacts")
+        if then is not None and then != manifest["solvers"][s].get("artifacts", {}):
+            changed = sorted(k for k in set(then) | set(manifest["solvers"][s].get("artifacts", {}))
+                             if then.get(k) != manifest["solvers"][s].get("artifacts", {}).get(k))
+            raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with other {', '.join(changed)} "
+                               f"(sha256 {then[changed[0]]['sha256'][:12] if changed[0] in then else 'none'}...); "
+                               "rerun it with --append, or resume with the files it used")
     merged = dict(old)
     merged["solvers"] = {**old.get("solvers", {}), **manifest["solvers"]}
     merged["resumed"] = old.get("resumed", []) + [{"command": manifest["command"],

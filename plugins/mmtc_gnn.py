@@ -355,10 +355,13 @@ class HeterogeneousGnn(Solver):
     options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped het-gnn-mmtc.pt)"),)
     training_options_spec = TRAINING_OPTIONS
 
+    @classmethod
+    def artifacts(cls, scenario: str, options) -> dict[str, Path]:
+        return {"weights": Path(options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS)}
+
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
-        path = Path(self.options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS)
-        self.checkpoint = load_checkpoint(path)
+        self.checkpoint = load_checkpoint(self.artifacts(scenario, self.options)["weights"])
         self.network = network_from_checkpoint(self.checkpoint)
         self.network.eval()
         self._torch = _torch()

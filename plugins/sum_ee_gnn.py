@@ -292,10 +292,14 @@ class SumEEGnn(Solver):
     options_spec = (Option("weights", str, None, f"checkpoint file (default: the shipped {SHIPPED_WEIGHTS})"),)
     training_options_spec = TRAINING_OPTIONS
 
+    @classmethod
+    def artifacts(cls, scenario: str, options) -> dict[str, Path]:
+        return {"weights": Path(options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS)}
+
     def setup(self, problem, scenario: str) -> None:
         super().setup(problem, scenario)
         torch = _torch()
-        self.checkpoint = load_checkpoint(Path(self.options["weights"] or WEIGHTS_DIR / SHIPPED_WEIGHTS))
+        self.checkpoint = load_checkpoint(self.artifacts(scenario, self.options)["weights"])
         self.network = network_from_checkpoint(self.checkpoint).double()   # float64: batch-size independent
         self.network.eval()
         self._torch = torch

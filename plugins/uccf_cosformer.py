@@ -574,26 +574,32 @@ class EluCosFormer(Solver):
     )
     training_options_spec = TRAINING_OPTIONS
 
-    def setup(self, problem, scenario: str) -> None:
-        super().setup(problem, scenario)
-        torch = _torch()
-        path = self.options["weights"]
-        inputs = self.options["inputs"]
+    @classmethod
+    def artifacts(cls, scenario: str, options) -> dict[str, Path]:
+        path = options["weights"]
+        inputs = options["inputs"]
         if inputs is not None and inputs not in INPUTS:
-            raise CfbenchError(f"{self.name}: inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+            raise CfbenchError(f"{cls.name}: inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
         if path is None and inputs not in (None, "positions"):
-            if self.options["attention"] != "elu":
-                raise CfbenchError(f"{self.name}: inputs={inputs} is shipped for attention elu only")
+            if options["attention"] != "elu":
+                raise CfbenchError(f"{cls.name}: inputs={inputs} is shipped for attention elu only")
             path = WEIGHTS_DIR / SHIPPED_INPUTS[inputs]
         if path is None:
-            attention = self.options["attention"]
+            attention = options["attention"]
             if attention not in SHIPPED_WEIGHTS:
                 raise CfbenchError(f"no shipped uccf weights for attention {attention!r} (shipped: "
                                    f"{', '.join(SHIPPED_WEIGHTS)}); train with 'cfbench train --solver elu-cosformer "
                                    f"--problem uccf --scenario mr-k20,mr-k30,mr-k40 --set attention={attention}' "
                                    "and pass weights=PATH")
             path = WEIGHTS_DIR / SHIPPED_WEIGHTS[attention]
-        self.checkpoint = load_checkpoint(Path(path))
+        return {"weights": Path(path)}
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        torch = _torch()
+        path = self.artifacts(scenario, self.options)["weights"]
+        inputs = self.options["inputs"]
+        self.checkpoint = load_checkpoint(path)
         self.network = network_from_checkpoint(self.checkpoint, problem.scenario_params(scenario))
         self.inputs = str(self.checkpoint["model"].get("inputs", "positions"))
         if inputs is not None and inputs != self.inputs:

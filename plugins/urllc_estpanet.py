@@ -298,11 +298,10 @@ class EstpaNet(Solver):
     )
     training_options_spec = TRAINING_OPTIONS
 
-    def setup(self, problem, scenario: str) -> None:
-        super().setup(problem, scenario)
-        torch = _torch()
-        path = self.options["weights"]
-        if path is None and self.options["cnn"] == "narrow":
+    @classmethod
+    def artifacts(cls, scenario: str, options) -> dict[str, Path]:
+        path = options["weights"]
+        if path is None and options["cnn"] == "narrow":
             if scenario not in NARROW_WEIGHTS:
                 raise CfbenchError(
                     f"no narrow estpanet weights for scenario {scenario!r}; shipped for: {', '.join(NARROW_WEIGHTS)}; "
@@ -315,7 +314,12 @@ class EstpaNet(Solver):
                     f"{', '.join(SHIPPED_WEIGHTS) or '(none)'}; train with 'cfbench train --solver estpanet "
                     f"--problem urllc --scenario {scenario}' and pass weights=PATH")
             path = WEIGHTS_DIR / SHIPPED_WEIGHTS[scenario]
-        self.checkpoint = load_checkpoint(Path(path))
+        return {"weights": Path(path)}
+
+    def setup(self, problem, scenario: str) -> None:
+        super().setup(problem, scenario)
+        torch = _torch()
+        self.checkpoint = load_checkpoint(self.artifacts(scenario, self.options)["weights"])
         params = problem.scenario_params(scenario)
         self.network = network_from_checkpoint(self.checkpoint, params)
         self.network.eval()

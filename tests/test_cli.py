@@ -128,6 +128,38 @@ def test_solver_options_reach_the_solver_and_the_manifest(tmp_path):
                                                          chosen["decision_device_power_w"]))
 
 
+def test_manifest_pins_the_weights_and_resume_refuses_other_ones(tmp_path):
+    """A learned solver's weight file is recorded by SHA-256 (the shipped file by default, a
+    given one by path); resuming with the same option but other file content is refused
+    before any work, as one line."""
+    import hashlib
+    import shutil
+
+    from cfbench.plugins import urllc_estpanet as est
+
+    common = ["run", "--problem", "urllc", "--scenario", "tiny", "--instances", "2", "--quiet"]
+    res = run_cli(*common, "--solvers", "estpanet,p-max", "--out", str(tmp_path / "shipped"))
+    assert res.returncode == 0, res.stderr
+    solvers = json.loads((tmp_path / "shipped" / "manifest.json").read_text())["solvers"]
+    shipped = est.WEIGHTS_DIR / est.SHIPPED_WEIGHTS["tiny"]
+    assert solvers["estpanet"]["artifacts"] == {
+        "weights": {"file": shipped.name, "sha256": hashlib.sha256(shipped.read_bytes()).hexdigest()}}
+    assert "artifacts" not in solvers["p-max"]
+    weights = tmp_path / "w.pt"
+    shutil.copy(shipped, weights)
+    given = [*common, "--solvers", "estpanet", "--set", f"estpanet:weights={weights}", "--out", str(tmp_path / "run")]
+    assert run_cli(*given).returncode == 0
+    shutil.copy(est.WEIGHTS_DIR / est.SHIPPED_WEIGHTS["k10"], weights)       # same path, other weights
+    before = (tmp_path / "run" / "results.parquet").read_bytes()
+    res = run_cli(*given, "--resume")
+    assert res.returncode == 2 and "solver 'estpanet' ran with other weights" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "run" / "results.parquet").read_bytes() == before
+    res = run_cli(*common, "--solvers", "estpanet", "--set", f"estpanet:weights={tmp_path / 'none.pt'}",
+                  "--out", str(tmp_path / "missing"))
+    assert res.returncode == 2 and "no weights file" in res.stderr and not (tmp_path / "missing").exists()
+
+
 def test_run_shows_one_progress_bar_per_solver(tmp_path, monkeypatch):
     """Solvers differ in cost by orders of magnitude: each gets its own bar, which ends at its
     own instance count, instead of one bar over every solve."""
