@@ -332,12 +332,11 @@ def _resumable(out: Path, manifest: dict, solvers: list[str], classes: dict[str,
             raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with options {before!r}, "
                                f"this run gives {now!r}")
         then = old.get("solvers", {}).get(s, {}).get("artifacts")
-        if then is not None and then != manifest["solvers"][s].get("artifacts", {}):
-            changed = sorted(k for k in set(then) | set(manifest["solvers"][s].get("artifacts", {}))
-                             if then.get(k) != manifest["solvers"][s].get("artifacts", {}).get(k))
+        now = manifest["solvers"][s].get("artifacts", {})
+        if then is not None and then != now:
+            changed = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
             raise CfbenchError(f"cannot --resume {str(out)!r}: solver {s!r} ran with other {', '.join(changed)} "
-                               f"(sha256 {then[changed[0]]['sha256'][:12] if changed[0] in then else 'none'}...); "
-                               "rerun it with --append, or resume with the files it used")
+                               "(their SHA-256 differ); rerun it with --append, or resume with the files it used")
     merged = dict(old)
     merged["solvers"] = {**old.get("solvers", {}), **manifest["solvers"]}
     merged["resumed"] = old.get("resumed", []) + [{"command": manifest["command"],

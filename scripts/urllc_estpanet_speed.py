@@ -54,21 +54,23 @@ def main() -> None:
     problem = registry.problem("urllc")
     cls = registry.solver("urllc", "estpanet").cls
     solvers = {}
+    warmup = problem.sample(SPEED_SCENARIO, 1, seed=WARMUP_SEED)
+
+    def ready(solver):
+        solver.setup(problem, SPEED_SCENARIO)
+        solver.solve(warmup)
+        return solver
+
     if args.reference:
         spec = importlib.util.spec_from_file_location("urllc_estpanet_reference", args.reference)
         reference_module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(reference_module)
         reference_module.WEIGHTS_DIR = E.WEIGHTS_DIR
         for precision in ("float32", "bfloat16"):
-            solvers[f"reference {precision}"] = reference_module.EstpaNet(precision=precision)
-            solvers[f"reference {precision}"].setup(problem, SPEED_SCENARIO)
-            solvers[f"reference {precision}"].solve(problem.sample(SPEED_SCENARIO, 1, seed=WARMUP_SEED))
+            solvers[f"reference {precision}"] = ready(reference_module.EstpaNet(precision=precision))
     for cnn in ("paper", "narrow"):
         for precision in ("float32", "bfloat16"):
-            name = precision if cnn == "paper" else f"cnn=narrow, {precision}"
-            solvers[name] = cls(precision=precision, cnn=cnn)
-            solvers[name].setup(problem, SPEED_SCENARIO)
-            solvers[name].solve(problem.sample(SPEED_SCENARIO, 1, seed=WARMUP_SEED))
+            solvers[precision if cnn == "paper" else f"cnn=narrow, {precision}"] = ready(cls(precision=precision, cnn=cnn))
     limit_threads(args.threads)
     load = os.getloadavg()[0]
     instances = problem.sample(SPEED_SCENARIO, args.instances, seed=0)
