@@ -9,9 +9,20 @@ problem's evaluator only; a solver's own claims are never used.
 Row status: ``ok`` (scored), ``error`` (raised or crashed), ``timeout``
 (exceeded ``timeout_s``), ``invalid`` (NaN, wrong shape, out of bounds, ...).
 
-A worker never outlives the process that started it: on Linux it asks the
-kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``, so even a
-SIGKILL of the parent takes it along), and :func:`stop_all_workers` ends the
+Workers start from multiprocessing's fork server (where the platform has one;
+else ``spawn``), a single-threaded process that preloads cfbench and numpy, so
+starting one stays cheap. They are not forked from the run itself: the run
+drives units from several threads, and a process forked while another thread
+holds a lock (a module's import lock, say) inherits the lock held by a thread
+that does not exist in it, and hangs when it takes it. A worker imports only
+what it needs by name, never the run's ``__main__`` (so a script that starts a
+run needs no ``if __name__ == "__main__"`` guard); a solver class it cannot
+import by name (defined in a function or in that script) is started by a plain
+fork instead.
+
+A worker never outlives the run: on Linux it asks the kernel for SIGKILL when
+its parent (the fork server, which exits when the run's process does, even on
+SIGKILL) dies (``PR_SET_PDEATHSIG``), and :func:`stop_all_workers` ends the
 live ones when a run is interrupted. A worker that dies is reported with its
 real exit code or signal. ``memory_limit_mb`` caps a worker's address space
 (``RLIMIT_AS``): a runaway solver then fails inside its worker (an ``error``
@@ -21,6 +32,7 @@ row) instead of taking the machine down.
 from __future__ import annotations
 
 import ctypes
+import io
 import multiprocessing as mp
 import os
 import signal
@@ -32,9 +44,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from cfbench.api import Instances, Problem, Solution, Solver
+from cfbench.lazy import lazy_import
+
+try:
+    from multiprocessing import context as mp_context
+    from multiprocessing import forkserver, popen_forkserver, spawn
+    from multiprocessing import util as mp_util
+except ImportError:  # pragma: no cover - no fork server on this platform (Windows)
+    popen_forkserver = None
+
+pd = lazy_import("pandas")  # imported on first use: the workers (and their fork server) do without it
 
 STATUSES = ("ok", "error", "timeout", "invalid")
 
@@ -81,16 +102,19 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere the
-    daemon flag and :func:`stop_all_workers` cover normal exits and interrupts)."""
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the fork server, or the run
+    for a forked worker) dies (Linux; elsewhere the daemon flag and :func:`stop_all_workers`
+    cover normal exits and interrupts)."""
+    parent = os.getppid()
     if sys.platform.startswith("linux"):
         try:
             PR_SET_PDEATHSIG = 1
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # pragma: no cover - no libc prctl
             pass
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
+    run = mp.parent_process()
+    if os.getppid() != parent or (run is not None and not run.is_alive()):  # died before the request took effect
         os._exit(1)
 
 
@@ -116,14 +140,14 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 def _worker(conn, solver_cls, options, problem: Problem, scenario: str, instances: Instances,
-            warmup: Instances, threads: int, parent_pid: int, memory_limit_mb: float | None) -> None:
+            warmup: Instances, threads: int, memory_limit_mb: float | None) -> None:
     """Child process: set up, warm up (untimed), then solve indices sent by the parent.
 
     Ctrl-C reaches the whole process group; the worker ignores it so that only
     the parent decides (it stops its workers and keeps the finished rows)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent(parent_pid)
+    _die_with_parent()
     limit_threads(threads)
     try:
         _limit_memory(memory_limit_mb)
@@ -200,8 +224,7 @@ class _WorkerHandle:
         self.parent, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker,
-            args=(child, solver_cls, options, problem, scenario, instances, warmup, threads, os.getpid(),
-                  memory_limit_mb),
+            args=(child, solver_cls, options, problem, scenario, instances, warmup, threads, memory_limit_mb),
             daemon=True,
         )
         self.proc.start()
@@ -266,7 +289,7 @@ class WarmWorkers:
     thread hands to :func:`solve_all`, so a run cut into many units pays set-up and warm-up
     once per thread and solver, not once per unit. Each solve is still timed alone with the
     same timeout; a worker that timed out, died or failed to set up is never kept. Per
-    thread, because a worker dies with the thread that started it (``PR_SET_PDEATHSIG``).
+    thread, because a forked worker dies with the thread that started it (``PR_SET_PDEATHSIG``).
     A worker asked for another solver is stopped first; one left unused for
     :data:`WORKER_IDLE_EXIT_S` exits on its own; :meth:`close` stops them all.
     """
@@ -308,9 +331,67 @@ class WarmWorkers:
             worker.stop()
 
 
-def _context():
+def _context(solver_cls: type | None = None, problem: Problem | None = None):
+    """Where workers start (module docstring): the fork server, or a plain fork for a solver
+    class that the fork server cannot import by name (defined in a function or in the run's
+    ``__main__``; it is then inherited, not sent). The fork server starts with the first
+    worker of the process and imports the runner, that worker's problem and solver modules
+    once, so that its workers need not."""
     methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
+    if "fork" in methods and solver_cls is not None and not _importable(solver_cls):
+        return mp.get_context("fork")
+    if "forkserver" in methods and popen_forkserver is not None:
+        ctx = _WorkerContext()
+        ctx.set_forkserver_preload(["cfbench.runner", *(x.__module__ for x in (type(problem), solver_cls)
+                                                         if x is not None)])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _importable(cls: type) -> bool:
+    import pickle
+
+    if cls.__module__ == "__main__":
+        return False
+    try:
+        pickle.dumps(cls)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+if popen_forkserver is not None:
+    class _ForkServerPopen(popen_forkserver.Popen):
+        """The fork server's launcher (CPython's ``popen_forkserver.Popen._launch``), except that the
+        child is not asked to import the run's main module (``init_main_from_path`` / ``_name``):
+        a worker's target and arguments live in importable modules, and re-running a user's
+        script in every worker would repeat its top level (all of it, without a ``__main__``
+        guard)."""
+
+        def _launch(self, process_obj):
+            prep_data = {key: value for key, value in spawn.get_preparation_data(process_obj._name).items()
+                         if not key.startswith("init_main_from")}
+            buf = io.BytesIO()
+            mp_context.set_spawning_popen(self)
+            try:
+                mp_context.reduction.dump(prep_data, buf)
+                mp_context.reduction.dump(process_obj, buf)
+            finally:
+                mp_context.set_spawning_popen(None)
+            self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+            _parent_w = os.dup(w)  # the parent's sentinel in the child, as in CPython
+            self.finalizer = mp_util.Finalize(self, mp_util.close_fds, (_parent_w, self.sentinel))
+            with open(w, "wb", closefd=True) as f:
+                f.write(buf.getbuffer())
+            self.pid = forkserver.read_signed(self.sentinel)
+
+    class _WorkerProcess(mp_context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj):
+            return _ForkServerPopen(process_obj)
+
+    class _WorkerContext(mp_context.ForkServerContext):
+        Process = _WorkerProcess
 
 
 def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Instances, *,
@@ -333,7 +414,7 @@ def solve_all(problem: Problem, scenario: str, solver_cls: type, instances: Inst
     With ``keep``, the worker comes from (and goes back to) that :class:`WarmWorkers` when
     it can, instead of being started, set up and warmed up for this call alone.
     """
-    ctx = _context()
+    ctx = _context(solver_cls, problem)
     key = WarmWorkers.key(problem, scenario, solver_cls, options, threads, memory_limit_mb) if keep else None
     warmup = problem.sample(scenario, 1, seed=WARMUP_SEED)
     if setup_timeout_s is None and timeout_s is not None:
@@ -427,7 +508,7 @@ def _time_batches(worker, outcomes, batch, timeout_s, ctx, solver_cls, options, 
     return worker
 
 
-def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> pd.DataFrame:
+def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveOutcome]) -> "pd.DataFrame":
     """Validate decisions against the declared fields, evaluate the valid ones (one instance
     per call), and return one row per instance (without run identifiers).
     Valid rows keep their decision, flattened, in ``decision_<field>`` columns
@@ -484,7 +565,7 @@ def score_outcomes(problem: Problem, instances: Instances, outcomes: list[SolveO
 def run(registry, problem_name: str, scenario: str, solver_names: list[str], *, n_instances: int,
         seed: int = 0, timeout_s: float | None = None, threads: int = 1,
         solver_options: dict[str, dict] | None = None,
-        on_solve: Callable[[], None] | None = None) -> Iterator[pd.DataFrame]:
+        on_solve: Callable[[], None] | None = None) -> Iterator["pd.DataFrame"]:
     """Yield one scored DataFrame per solver, in order, so callers can save as they go.
     ``solver_options`` maps a solver name to the keyword options it is built with."""
     problem = registry.problem(problem_name)

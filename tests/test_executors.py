@@ -45,9 +45,10 @@ def _popen(args, plugin_path, **kw):
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ... (workers are children of the run's fork server)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    return [d for c in map(int, out.split()) for d in (c, *_descendants(c))]
 
 
 def _alive(pid: int) -> bool:
@@ -123,7 +124,7 @@ def test_kill_9_mid_run_then_resume_solves_exactly_the_missing_pairs(plugin_path
             "--workers", "2", "--block", "1", "--out", str(out), "--quiet"]
     proc = _popen(args, plugin_path)
     assert _wait_for(lambda: _n_rows(out, "slow") >= 3), proc.communicate(timeout=5)
-    workers = _children(proc.pid)
+    workers = _descendants(proc.pid)
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate(timeout=30)
     assert _wait_for(lambda: not any(_alive(w) for w in workers), 10), "a worker outlived its killed parent"
@@ -155,9 +156,9 @@ def test_sigterm_stops_the_run_keeps_rows_and_prints_the_resume_command(plugin_p
     proc = _popen(["run", "--problem", "sum-ee", "--scenario", "tiny", "--solvers", "equal,hangs", "--instances", "2",
                    "--workers", "2", "--out", str(out), "--quiet"], plugin_path)
     assert _wait_for(lambda: _n_rows(out, "equal") == 2)
-    assert _wait_for(lambda: len(_children(proc.pid)) >= 1)
+    assert _wait_for(lambda: any(_descendants(c) for c in _descendants(proc.pid)))   # a worker, under the fork server
     time.sleep(0.5)  # 'hangs' is stuck in its first solve
-    workers = _children(proc.pid)
+    workers = _descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -319,3 +320,67 @@ def test_killing_a_worker_from_several_threads_at_once_is_safe():
         for t in threads:
             t.join()
         assert not errors and not handle.proc.is_alive() and handle not in _LIVE
+
+
+class _ImportsInSetup(Solver):
+    """Imports module ``module`` in ``setup`` (a module the run's other thread imports at the same time)."""
+
+    name, kind, problems = "imports-in-setup", "baseline", ("sum-ee",)
+    options_spec = (Option("module", str, None, "module to import in setup"),)
+
+    def setup(self, problem, scenario):
+        super().setup(problem, scenario)
+        importlib.import_module(self.options["module"])
+
+    def solve(self, instances):
+        p = instances.params
+        return {"power_w": np.zeros((len(instances), p.n_ues, p.n_aps))}
+
+
+def test_a_worker_started_while_another_thread_imports_a_module_can_import_it(tmp_path, monkeypatch):
+    """A unit thread starts its worker while another thread of the run is importing a module the
+    worker's set-up imports too. A worker forked from the multi-threaded run would inherit that
+    module's import lock held by a thread that does not exist in it, and hang in set-up for good
+    (seen once in CI); workers start from a single-threaded fork server instead."""
+    import threading
+
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(3.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importing = threading.Thread(target=importlib.import_module, args=("slow_to_import",))
+    problem = build_registry().problem("sum-ee")
+    instances = problem.sample("tiny", 1, seed=3)
+    try:
+        importing.start()
+        time.sleep(1.0)   # the other thread is inside the module's import now
+        out = solve_all(problem, "tiny", _ImportsInSetup, instances, options={"module": "slow_to_import"},
+                        setup_timeout_s=30)
+    finally:
+        importing.join()
+        sys.modules.pop("slow_to_import", None)
+    assert [o.status for o in out] == ["ok"], out[0].message
+
+
+def test_a_script_without_a_main_guard_runs_solvers_from_modules_and_from_itself(tmp_path):
+    """Workers never import the run's ``__main__``: a script's top level runs once, whether the
+    solver comes from a module (fork server) or from the script itself (forked)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from cfbench import Solver\n"
+        "from cfbench.registry import build_registry\n"
+        "from cfbench.runner import solve_all\n"
+        "print('top level ran', flush=True)\n"
+        "class Zeros(Solver):\n"
+        "    name, kind, problems = 'zeros', 'baseline', ('sum-ee',)\n"
+        "    def solve(self, instances):\n"
+        "        p = instances.params\n"
+        "        return {'power_w': np.zeros((len(instances), p.n_ues, p.n_aps))}\n"
+        "registry = build_registry()\n"
+        "problem = registry.problem('sum-ee')\n"
+        "instances = problem.sample('tiny', 2, seed=3)\n"
+        "for cls in (registry.solver('sum-ee', 'equal').cls, Zeros):\n"
+        "    print(cls.__name__, [o.status for o in solve_all(problem, 'tiny', cls, instances, setup_timeout_s=60)])\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    equal = build_registry().solver("sum-ee", "equal").cls.__name__
+    assert res.stdout.splitlines() == ["top level ran", f"{equal} ['ok', 'ok']", "Zeros ['ok', 'ok']"], res.stderr
