@@ -9,7 +9,9 @@ through the solver's ``solve`` (inputs and readout included), under
 ``git show COMMIT:plugins/mmtc_gnn.py > /tmp/old.py``) on the same drops in the same process,
 alternating with the current one, so that both see the same machine load; it also prints the
 largest relative difference of the output powers. Medians over the repeats (each repeat: 30
-single-drop calls, one batch call).
+single-drop calls, one batch call). Last, the floor of the current forward: its twelve fused
+linear maps (one matrix product per layer and node type, which hold almost all of its
+arithmetic) timed alone at the forward's shapes and chunks, best of the repeats.
 """
 
 from __future__ import annotations
@@ -61,6 +63,27 @@ def seconds(fn, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+def linear_maps_floor(network, features: dict, drops: int, repeats: int) -> tuple[float, float]:
+    """Seconds per drop of the forward's fused linear maps alone (one ``mm`` per layer and node
+    type, the shapes of ``drops`` drops of the scenario, in the forward's chunks), and their
+    MFLOP per drop: what no rearrangement of the other operations can go below in float32."""
+    M, K = features["user"].shape[1], {t: f.shape[2] for t, f in features.items()}
+    live = {name: True for types in mmtc_gnn.EDGE_TYPES.values() for name, _, _ in types}
+    weights = [(t, layer.fused(live)[t][0]) for layer in network.layers for t in mmtc_gnn.EDGE_TYPES]
+    chunk = max(1, min(drops, mmtc_gnn.CHUNK_NODES // (M * sum(K.values()))))
+    inputs = [(torch.randn(chunk * M * K[t], w.shape[1]), w) for t, w in weights]
+    n_chunks = -(-drops // chunk)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n_chunks):
+            for x, w in inputs:
+                torch.mm(x, w.t())
+        best = min(best, (time.perf_counter() - t0) / (n_chunks * chunk))
+    flops = sum(2 * M * K[t] * w.shape[0] * w.shape[1] for t, w in weights)
+    return best, flops / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", help="another copy of plugins/mmtc_gnn.py to time alongside")
@@ -98,6 +121,9 @@ def main() -> None:
                 times[label, "fwdB"].append(seconds(lambda: net(*inputs["B"]), 1) / args.batch)
                 times[label, "solveB"].append(seconds(lambda: solver.solve(batch), 1) / args.batch)
         powers = {label: solver.solve(batch) for label, (solver, _) in cases.items()}
+        solver, inputs = cases["current"]
+        floor_1, mflop = linear_maps_floor(solver.network, inputs["1"][0], 1, 30 * args.repeats)
+        floor_b, _ = linear_maps_floor(solver.network, inputs["1"][0], args.batch, args.repeats)
     print(f"het-gnn, scenario {args.scenario}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread, inference_mode, "
           f"{os.cpu_count()} cores, load average before {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
@@ -110,6 +136,9 @@ def main() -> None:
         ms = {w: 1e3 * float(np.median(times[label, w])) for w in ("fwd1", "fwdB", "solve1", "solveB")}
         print(f"| {label} | {calls[label]} | {ms['fwd1']:.2f} ms | {ms['fwdB']:.3f} ms | "
               f"{ms['solve1']:.2f} ms | {ms['solveB']:.3f} ms |")
+    print()
+    print(f"the current forward's fused linear maps alone (float32 GEMM, {mflop:.1f} MFLOP per drop, best of the "
+          f"repeats): {floor_1 * 1e3:.3f} ms for 1 drop, {floor_b * 1e3:.3f} ms per drop in {args.batch}")
     if "reference" in powers:
         diff = max(float(np.max(np.abs(powers["current"][k] / powers["reference"][k] - 1))) for k in powers["current"])
         print()
