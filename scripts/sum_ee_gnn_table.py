@@ -1,32 +1,46 @@
-"""Summary of the sum-ee gnn seed-1 harness runs (README, "Learned solver: gnn"): mean EE, share of SCA,
+"""Summary of the sum-ee gnn harness runs (README, "Learned solver: gnn"): mean EE, share of SCA,
 mean per-instance gap to the best value, feasibility, links on (> 0), UEs served, latencies.
 
-    python scripts/sum_ee_gnn_table.py no-kappa deterministic 48ep
+    python scripts/sum_ee_gnn_table.py no-kappa deterministic 48ep            # the 64-instance runs (seed1/)
+    python scripts/sum_ee_gnn_table.py --runs results/reference/sum-ee/table2-1024 no-kappa deterministic
+
+A variant ``V`` is the run folder ``S-V`` next to ``S`` (its gnn rows are shown as ``gnn[V]``); the
+best value per instance is the best of every method shown. ``batch`` is the median of the rows'
+``batch_latency_s`` (one call's time / its size); times the size, the time of the one call.
 """
-import sys
+import argparse
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 #: the seed-1 runs of the README (copies of the /tmp/sumee-* folders written by cfbench run)
 ROOT = Path(__file__).resolve().parents[1] / "results" / "reference" / "sum-ee" / "gnn" / "seed1"
-import numpy as np, pandas as pd
-variants = sys.argv[1:] or ["no-kappa", "deterministic"]
-for S in ["5ap-10ue", "10ap-10ue", "15ap-15ue"]:
-    df = pd.read_parquet(f"{ROOT}/{S}/results.parquet")
+CONFIGURATIONS = ["5ap-10ue", "10ap-10ue", "15ap-15ue"]
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("variants", nargs="*", default=["no-kappa", "deterministic"])
+parser.add_argument("--runs", type=Path, default=ROOT, help="folder of the runs (one subfolder per configuration)")
+args = parser.parse_args()
+for S in CONFIGURATIONS:
+    df = pd.read_parquet(args.runs / S / "results.parquet")
     frames = [df]
-    for v in variants:
+    for v in args.variants:
         try:
-            d = pd.read_parquet(f"{ROOT}/{S}-{v}/results.parquet"); d["solver"] = f"gnn[{v}]"; frames.append(d)
+            d = pd.read_parquet(args.runs / f"{S}-{v}" / "results.parquet"); d["solver"] = f"gnn[{v}]"; frames.append(d)
         except FileNotFoundError:
             pass
     df = pd.concat(frames)
     obj = df.pivot(index="instance", columns="solver", values="objective")
     best = obj.max(axis=1)
     sca = obj["sca"].mean()
-    print(S)
+    print(f"{S} ({len(obj)} instances)")
     for s in obj.columns:
         sub = df[df.solver == s]
         links = np.mean([(np.asarray(list(p)) > 0).mean() for p in sub.decision_power_w])
         gap = ((best - obj[s]) / best * 100).mean()
+        batch = sub.batch_latency_s.median() if "batch_latency_s" in sub and sub.batch_latency_s.notna().any() else np.nan
         print(f"  {s:22s} EE {obj[s].mean():7.3f}  of SCA {obj[s].mean()/sca*100:5.1f}%  gap-to-best {gap:5.2f}%  "
               f"feasible {sub.feasible.mean()*100:5.1f}%  links-on {links*100:5.1f}%  served {sub.metric_n_served.mean():5.2f}  "
-              f"median lat {sub.latency_s.median()*1e3:8.3f} ms  batch/inst {sub.batch_latency_s.median()*1e3 if sub.batch_latency_s.notna().any() else float('nan'):7.3f} ms")
+              f"median lat {sub.latency_s.median()*1e3:8.3f} ms  batch/inst {batch*1e3:7.3f} ms"
+              + (f" (one call for all {len(sub)}: {batch*len(sub):.2f} s)" if np.isfinite(batch) else ""))
