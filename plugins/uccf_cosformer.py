@@ -439,7 +439,6 @@ def search_clusters(instances: Instances, clusters: np.ndarray, score: np.ndarra
             powers["dl_power_mw"].max(axis=1, keepdims=True), 1e-300)
         for i in np.nonzero(active)[0]:
             c = current[i]
-            load = c.sum(axis=1)
             for k in np.argsort(-need[i], kind="stable")[:n_ues]:
                 unserved = np.nonzero(c[:, k] == 0)[0]
                 for l in unserved[np.argsort(-beta[i, unserved, k], kind="stable")][:n_aps]:
