@@ -25,7 +25,7 @@ from conftest import run_cli  # noqa: E402
 
 PROBLEM = SumEE()
 SHIPPED = gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS
-ABLATIONS = ("gnn-sum-ee-no-kappa.pt", "gnn-sum-ee-deterministic.pt", "gnn-sum-ee-48ep.pt")
+ABLATIONS = ("gnn-sum-ee-24ep.pt", "gnn-sum-ee-no-kappa.pt", "gnn-sum-ee-deterministic.pt", "gnn-sum-ee-48ep.pt")
 
 
 def _stats(inst):
