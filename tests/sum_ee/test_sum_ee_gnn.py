@@ -235,17 +235,23 @@ def _gnn_and_sca(scenario, n=8):
 @pytest.mark.parametrize("scenario", gnn.TABLE_II)
 def test_shipped_weights_feasible_fast_and_between_nearest_ap_and_sca(scenario):
     """What the shipped weights do reach (README): all feasible, >= 20x faster than SCA per
-    instance, and at least 75 % of SCA's mean EE (measured 78-84 % on 64 seed-1 instances)."""
+    instance, and at least 85 % of SCA's mean EE (measured 88.6-91.6 % on 64 seed-1 instances,
+    88.8-92.3 % on these 8)."""
     s_net, s_sca, t_net, t_sca = _gnn_and_sca(scenario)
     assert s_net.feasible.all()
     assert t_sca >= 20 * t_net
-    assert s_net.objective.mean() >= 0.75 * s_sca.objective.mean(), (s_net.objective.mean(), s_sca.objective.mean())
+    assert s_net.objective.mean() >= 0.85 * s_sca.objective.mean(), (s_net.objective.mean(), s_sca.objective.mean())
+
+
+#: the issue's bar is not reached on these two yet (88.9 / 88.8 % of SCA on the test's 8 instances,
+#: 88.6 / 89.8 % on 64; README, 'Learned solver: gnn'); strict: a pass means the bar is met there
+#: and the marker must go
+_BELOW_THE_BAR = pytest.mark.xfail(reason="below 90 % of SCA after 9,216 training steps on one core", strict=True)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the issue's bar (90 % of SCA) is not reached yet: 78-84 % after 1,152 training steps "
-                          "on one core (README, 'Learned solver: gnn'); strict: a pass means the bar is met and this marker must go", strict=True)
-@pytest.mark.parametrize("scenario", gnn.TABLE_II)
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=_BELOW_THE_BAR) if s in ("5ap-10ue", "10ap-10ue") else s
+                                      for s in gnn.TABLE_II])
 def test_quality_bar_90_percent_of_sca(scenario):
     s_net, s_sca, _, _ = _gnn_and_sca(scenario)
     assert s_net.objective.mean() >= 0.9 * s_sca.objective.mean(), (s_net.objective.mean(), s_sca.objective.mean())
