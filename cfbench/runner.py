@@ -10,8 +10,8 @@ Row status: ``ok`` (scored), ``error`` (raised or crashed), ``timeout``
 (exceeded ``timeout_s``), ``invalid`` (NaN, wrong shape, out of bounds, ...).
 
 Workers start from multiprocessing's fork server (where the platform has one;
-else ``spawn``), a single-threaded process that preloads cfbench and numpy, so
-starting one stays cheap. They are not forked from the run itself: the run
+else ``spawn``), a single-threaded process that preloads the runner and the
+problem and solver modules, so starting one stays cheap. They are not forked from the run itself: the run
 drives units from several threads, and a process forked while another thread
 holds a lock (a module's import lock, say) inherits the lock held by a thread
 that does not exist in it, and hangs when it takes it. A worker imports only
@@ -333,17 +333,17 @@ class WarmWorkers:
 
 def _context(solver_cls: type | None = None, problem: Problem | None = None):
     """Where workers start (module docstring): the fork server, or a plain fork for a solver
-    class that the fork server cannot import by name (defined in a function or in the run's
-    ``__main__``; it is then inherited, not sent). The fork server starts with the first
+    or problem class that the fork server cannot import by name (defined in a function or in
+    the run's ``__main__``, which the fork server never imports; it is then inherited, not sent). The fork server starts with the first
     worker of the process and imports the runner, that worker's problem and solver modules
     once, so that its workers need not."""
     methods = mp.get_all_start_methods()
-    if "fork" in methods and solver_cls is not None and not _importable(solver_cls):
+    classes = [c for c in (solver_cls, type(problem) if problem is not None else None) if c is not None]
+    if "fork" in methods and not all(_importable(c) for c in classes):
         return mp.get_context("fork")
     if "forkserver" in methods and popen_forkserver is not None:
         ctx = _WorkerContext()
-        ctx.set_forkserver_preload(["cfbench.runner", *(x.__module__ for x in (type(problem), solver_cls)
-                                                         if x is not None)])
+        ctx.set_forkserver_preload(["cfbench.runner", *(c.__module__ for c in classes)])
         return ctx
     return mp.get_context("spawn")
 
