@@ -172,6 +172,14 @@ def test_short_training_on_tiny_raises_the_objective(tmp_path, mode, relu_grad):
         assert all(h["kappa"] == 0.0 for h in history[1:])
 
 
+def test_relative_balance_weighs_every_configuration_by_its_starting_ee():
+    assert gnn.balance_weights("none", [5.0, 10.0]) == [1.0, 1.0]
+    w = gnn.balance_weights("relative", [5.0, 10.0, 15.0])
+    np.testing.assert_allclose(np.multiply(w, [5.0, 10.0, 15.0]), 10.0)   # weight x EE: the same everywhere
+    with pytest.raises(CfbenchError, match=r"positive validation EE on every configuration \(got \[5.0, 0.0\]\)"):
+        gnn.balance_weights("relative", [5.0, 0.0])
+
+
 def test_bad_training_options_fail_in_one_line(tmp_path):
     with pytest.raises(CfbenchError, match="unknown option 'bogus' of gnn training"):
         gnn.train(PROBLEM, ["tiny"], bogus=1)
@@ -179,6 +187,8 @@ def test_bad_training_options_fail_in_one_line(tmp_path):
         gnn.train(PROBLEM, ["tiny"], mode="stochastic")
     with pytest.raises(CfbenchError, match="relu_grad must be one of exact, leaky"):
         gnn.train(PROBLEM, ["tiny"], relu_grad="soft")
+    with pytest.raises(CfbenchError, match="balance must be one of none, relative, got 'equal'"):
+        gnn.train(PROBLEM, ["tiny"], balance="equal")
     bad = run_cli("train", "--solver", "gnn", "--problem", "sum-ee", "--scenario", "tiny", "--set", "mode=nope",
                   "--out", str(tmp_path / "w.pt"))
     assert bad.returncode != 0 and "mode must be one of" in bad.stderr
@@ -210,6 +220,28 @@ def test_shipped_weights_switch_links_off_and_stay_in_budget():
     power = solver.solve(inst)["power_w"]
     assert (power == 0.0).mean() > 0.5
     assert PROBLEM.evaluate(inst, {"power_w": power}).feasible.all()
+
+
+def test_pruning_ues_only_zeroes_whole_rows_and_never_lowers_the_objective():
+    inst = PROBLEM.sample("5ap-10ue", 16, seed=2)
+    plain, pruned = gnn.SumEEGnn(), gnn.SumEEGnn(prune="ues")
+    plain.setup(PROBLEM, "5ap-10ue")
+    pruned.setup(PROBLEM, "5ap-10ue")
+    before, after = plain.solve(inst)["power_w"], pruned.solve(inst)["power_w"]
+    changed = np.any(before != after, axis=-1)                            # (n, K): rows the pruning touched
+    assert changed.any()                                                  # it does act on the shipped model
+    assert np.all(after[changed] == 0.0) and np.array_equal(after[~changed], before[~changed])
+    s_before, s_after = PROBLEM.evaluate(inst, {"power_w": before}), PROBLEM.evaluate(inst, {"power_w": after})
+    assert s_after.feasible.all()
+    assert np.all(s_after.objective >= s_before.objective) and s_after.objective.mean() > s_before.objective.mean()
+    one_by_one = np.concatenate([pruned.solve(inst[i:i + 1])["power_w"] for i in range(len(inst))])
+    np.testing.assert_array_equal(one_by_one, after)                      # a batch changes nothing
+    # no single UE left on can be switched off with a gain: a local optimum of the move
+    for i in range(4):
+        for k in np.flatnonzero(after[i].sum(-1) > 0):
+            trial = after[i:i + 1].copy()
+            trial[0, k] = 0.0
+            assert PROBLEM.evaluate(inst[i:i + 1], {"power_w": trial}).objective[0] <= s_after.objective[i] * (1 + 1e-12)
 
 
 @functools.lru_cache(maxsize=None)
