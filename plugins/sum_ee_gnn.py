@@ -83,12 +83,12 @@ passes, each one call of J on the K candidates). J never falls and the budget st
 (tested); it is a local search on the network's output, reported beside it, not instead.
 
 Status (README, "Learned solver: gnn"): the shipped model is this recipe at ``width=16``
-trained 192 epochs (9,216 steps on one core, in four runs each started from the previous
+trained 288 epochs (13,824 steps on one core, in five runs each started from the previous
 one; the paper: 120K iterations). On 1024 held-out instances per configuration it reaches
-87.3 / 90.8 / 91.0 % of the converged SCA's mean EE at 5/10, 10/10 and 15/15 (short of the
-issue's 90 % bar at 5/10), feasible everywhere and more than 100x faster. The 24-epoch
-width-8 model (``gnn-sum-ee-24ep.pt``) and its two ablations compare the paper's idea at
-equal budget.
+88.6 / 91.8 / 91.9 % of the converged SCA's mean EE at 5/10, 10/10 and 15/15 (short of the
+issue's 90 % bar at 5/10; 92.8 / 93.4 / 93.8 % with ``prune=ues``), feasible everywhere and
+more than 140x faster one instance at a time. The 24-epoch width-8 model
+(``gnn-sum-ee-24ep.pt``) and its two ablations compare the paper's idea at equal budget.
 
 Data: ``samples`` + ``validation`` instances per scenario drawn by the
 scenario's generator at seed ``TRAIN_SEED_OFFSET + seed`` (benchmark runs use
