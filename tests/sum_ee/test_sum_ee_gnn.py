@@ -302,8 +302,8 @@ def test_quality_bar_90_percent_of_sca(scenario):
     torch.set_num_threads(1)
     sca = _stored_sca(scenario)
     inst = PROBLEM.sample(scenario, 1024, seed=1)
-    p = inst.params
-    stored_power = np.stack([np.asarray(x, dtype=float) for x in sca.decision_power_w]).reshape(1024, p.n_ues, p.n_aps)
+    (field,) = PROBLEM.decision_fields(scenario)                         # the runner stores it flattened
+    stored_power = np.stack([np.asarray(x, dtype=float) for x in sca.decision_power_w]).reshape(1024, *field.shape)
     s_sca = PROBLEM.evaluate(inst, {"power_w": stored_power})
     np.testing.assert_allclose(s_sca.objective, sca.objective.to_numpy(), rtol=1e-9)
     assert s_sca.feasible.all()
