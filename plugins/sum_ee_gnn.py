@@ -116,8 +116,9 @@ TABLE_II = ("5ap-10ue", "10ap-10ue", "15ap-15ue")
 #: instances for training come from seeds TRAIN_SEED_OFFSET + seed (disjoint from benchmark seeds)
 TRAIN_SEED_OFFSET = 80_000_000
 #: a batch is solved in chunks of about this many gain entries K x K x L (2 instances at 15/15, 8 at
-#: 10/10): a forward's float64 activations then stay in the cache (one thread, 256 instances of
-#: 15ap-15ue: 36 ms per instance in one piece, 14-20 ms in chunks of 4-16; 10ap-10ue 9.3 -> 5-6 ms)
+#: 10/10): a forward's float64 activations then stay in the cache (one thread, 256 instances, the
+#: factored layers, other core busy: 15ap-15ue 8.7 ms per instance in chunks of 65,536 entries,
+#: 5.8 ms in chunks of 8192, 6.6-6.7 ms in 2048-4096; 10ap-10ue 3.1 -> 1.5 ms; 5ap-10ue 1.4 -> 0.95 ms)
 CHUNK_ENTRIES = 8192
 MODES = ("paper", "no-kappa", "deterministic")
 BALANCES = ("none", "relative")
@@ -162,17 +163,26 @@ def build_network(width: int = 8, layers: int = 3):
     torch = _torch()
     nn = torch.nn
 
-    def categories(z1, z2, z3, z4):
-        """Eq. (11)'s four means of ReLU outputs given as K x K matrices (..., K, K, w):
-        returned in factored form (d, r, c, g) (see ``SINRnetLayer``)."""
-        K = z2.shape[-2]
+    def category_means(pre_diag, pre):
+        """Eq. (11)'s four means of ReLU outputs in factored form ``(d, r, c, g)`` (see
+        ``SINRnetLayer``), from the pre-activations the means read: category 1's block (the
+        first ``width`` outputs) only at the diagonal entries ``(k, k)``, ``pre_diag``
+        (..., K, w), and the blocks of categories 2-4 at every entry, ``pre`` (..., K, K, 3w),
+        which is overwritten by its ReLU."""
+        K = pre.shape[-2]
         n_line, n_all = max(K - 1, 1), max(K * (K - 1), 1)
-        d1 = torch.diagonal(z1, dim1=-3, dim2=-2).transpose(-1, -2)                 # (..., K, w)
-        diag = lambda z: torch.diagonal(z, dim1=-3, dim2=-2).transpose(-1, -2)    # noqa: E731
-        r2 = (z2.sum(dim=-2) - diag(z2)) / n_line                                  # row k off-diagonal
-        c3 = (z3.sum(dim=-3) - diag(z3)) / n_line                                  # column j off-diagonal
-        g4 = (z4.sum(dim=(-3, -2)) - diag(z4).sum(dim=-2)) / n_all                # every off-diagonal entry
-        return d1, r2, c3, g4
+        z = torch.relu_(pre)
+        z2, z3, z4 = z.split(width, dim=-1)
+        diag = torch.diagonal(z, dim1=-3, dim2=-2).transpose(-1, -2)              # (..., K, 3w)
+        d2, d3, d4 = diag.split(width, dim=-1)
+        r2 = (z2.sum(dim=-2) - d2) / n_line                                        # row k off-diagonal
+        c3 = (z3.sum(dim=-3) - d3) / n_line                                        # column j off-diagonal
+        g4 = (z4.sum(dim=(-3, -2)) - d4.sum(dim=-2)) / n_all                      # every off-diagonal entry
+        return torch.relu(pre_diag), r2, c3, g4
+
+    def diagonal(x):
+        """Entries ``(k, k)`` of (..., K, K, C): (..., K, C)."""
+        return torch.diagonal(x, dim1=-3, dim2=-2).transpose(-1, -2)
 
     class SINRnetLayer(nn.Module):
         """Eq. (11). Its output at entry (k, j) is ``[(d_k + d_j) / 2, r_k, c_j, g]``: the mean
@@ -182,26 +192,48 @@ def build_network(width: int = 8, layers: int = 3):
         ``(d, r, c, g)`` (shapes (..., K, C) x 3 and (..., C)); a linear map of the entry's
         features is then ``U_k + V_j + const`` with ``U = W_d d / 2 + W_r r``,
         ``V = W_d d / 2 + W_c c``, ``const = W_g g + b`` -- the same numbers as ``W F_kj + b``
-        on the materialised K x K x 4C tensor, at a fraction of the cost."""
+        on the materialised K x K x 4C tensor, at a fraction of the cost. Category 1's block is
+        only read at the diagonal, so only K of its K^2 entries are formed.
 
-        def __init__(self, c_in) -> None:
+        The first round's layers read the genuine K x K input ``x`` (its ``full`` map); its
+        ``gamma`` reads ``[x, m]`` with ``m`` the aggregated message, itself factored, so
+        ``W [x_kj, m_kj] + b = W_x x_kj + U_k + V_j + const`` with the columns of ``W`` that
+        read ``m`` (never materialised)."""
+
+        def __init__(self, c_in, message: bool = False) -> None:
             super().__init__()
-            if isinstance(c_in, int):      # the first layer: a genuine K x K x c_in input
-                self.full = nn.Linear(c_in, 4 * width)
+            if isinstance(c_in, int):      # the first round: a genuine K x K x c_in input (and a message)
+                self.full = nn.Linear(c_in + (4 * width if message else 0), 4 * width)
+                self.n_raw = c_in
             else:                          # (C_d, C_r, C_c, C_g) of a factored input
                 self.wd, self.wr, self.wc = (nn.Linear(c, 4 * width, bias=False) for c in c_in[:3])
                 self.wg = nn.Linear(c_in[3], 4 * width)
 
-        def forward(self, f):
+        def forward(self, f, message=None):
+            """``f`` (..., K, K, c_in) or factored; ``message`` the factored aggregated message
+            that joins a genuine ``f`` (first round's gamma), else None."""
             if isinstance(f, tuple):
                 d, r, c, g = f
                 half = 0.5 * self.wd(d)
-                u, v = half + self.wr(r), half + self.wc(c)                             # (..., K, 4w)
-                const = self.wg(g)                                                      # (..., 4w)
-                pre = u[..., :, None, :] + v[..., None, :, :] + const[..., None, None, :]
-            else:
-                pre = self.full(f)
-            return categories(*torch.relu(pre).split(width, dim=-1))
+                u = half + self.wr(r) + self.wg(g).unsqueeze(-2)                        # (..., K, 4w)
+                v = half + self.wc(c)
+                return category_means(u[..., :width] + v[..., :width],
+                                      u[..., :, None, width:] + v[..., None, :, width:])
+            weight, bias = self.full.weight, self.full.bias
+            w_raw = weight[:, :self.n_raw]
+            if message is None:
+                return category_means(nn.functional.linear(diagonal(f), w_raw[:width], bias[:width]),
+                                      nn.functional.linear(f, w_raw[width:], bias[width:]))
+            d, r, c, g = message
+            w_d, w_r, w_c, w_g = weight[:, self.n_raw:].split(width, dim=1)
+            half = 0.5 * nn.functional.linear(d, w_d)
+            u = half + nn.functional.linear(r, w_r) + nn.functional.linear(g, w_g, bias).unsqueeze(-2)
+            v = half + nn.functional.linear(c, w_c)
+            pre = nn.functional.linear(f, w_raw[width:])
+            pre += u[..., :, None, width:]
+            pre += v[..., None, :, width:]
+            return category_means(nn.functional.linear(diagonal(f), w_raw[:width]) + u[..., :width] + v[..., :width],
+                                  pre)
 
     def cat(*fs):
         return tuple(torch.cat(parts, dim=-1) for parts in zip(*fs))
@@ -211,20 +243,16 @@ def build_network(width: int = 8, layers: int = 3):
 
         def __init__(self, c_in) -> None:
             super().__init__()
-            self.phi = SINRnetLayer(c_in)
-            self.gamma = SINRnetLayer(c_in + 4 * width if isinstance(c_in, int) else tuple(c + width for c in c_in))
             self.first = isinstance(c_in, int)
+            self.phi = SINRnetLayer(c_in)
+            self.gamma = SINRnetLayer(c_in, message=True) if self.first else SINRnetLayer(tuple(c + width for c in c_in))
 
         def forward(self, x):                                   # (B, L, K, K, C) or factored (B, L, ...)
             m = self.phi(x)                                     # once per node
             L = m[0].shape[1]
             agg = tuple((t.sum(dim=1, keepdim=True) - t) / max(L - 1, 1) for t in m)   # mean over other APs
-            if self.first:   # materialise the aggregated message next to the raw input (first round only)
-                d, r, c, g = agg
-                shape = x.shape[:-1] + (width,)
-                dense = torch.cat([0.5 * (d[..., :, None, :] + d[..., None, :, :]), r[..., :, None, :].expand(shape),
-                                   c[..., None, :, :].expand(shape), g[..., None, None, :].expand(shape)], dim=-1)
-                return self.gamma(torch.cat([x, dense], dim=-1))
+            if self.first:                                      # the genuine input with the factored message
+                return self.gamma(x, agg)
             return self.gamma(cat(x, agg))
 
     class SumEEGNN(nn.Module):

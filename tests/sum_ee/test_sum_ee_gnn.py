@@ -86,6 +86,11 @@ def test_factored_sinrnet_layer_is_eq_11_on_the_categories():
         weight = torch.cat([later.wd.weight, later.wr.weight, later.wc.weight, later.wg.weight], dim=1)
         z2 = torch.relu(dense_in @ weight.T + later.wg.bias)
         np.testing.assert_allclose(_materialise(f2, K).numpy(), _dense_category_means(z2, K).numpy(), atol=1e-12)
+        gamma = net.rounds[0].gamma                               # dense input and a factored message
+        message = tuple(torch.randn(t.shape, dtype=torch.float64) for t in f)
+        z3 = torch.relu(gamma.full(torch.cat([x, _materialise(message, K)], dim=-1)))
+        np.testing.assert_allclose(_materialise(gamma(x, message), K).numpy(), _dense_category_means(z3, K).numpy(),
+                                   atol=1e-12)
 
 
 def test_network_is_equivariant_to_ues_and_aps():
