@@ -32,10 +32,14 @@ def gp_max_min_log_sinr(coefficients, served, p_min_w, p_max_w) -> float:
     x, s = cp.Variable(K), cp.Variable()
     z = cp.log_sum_exp(cp.reshape(terms.exponents @ x + b, (K, terms.T), order="C"), axis=1)
     idx = np.flatnonzero(served)
-    constraints = [z[idx] <= s, x >= x_lo, x <= x_hi]
+    # the box only on the served powers: with x >= x_lo and x == x_lo on the same entry the set has
+    # no interior, and CLARABEL stopped "optimal_inaccurate" on one subset of the brute force
+    constraints = [z[idx] <= s, x[idx] >= x_lo, x[idx] <= x_hi]
     if (~served).any():
         constraints.append(x[np.flatnonzero(~served)] == x_lo)
-    cp.Problem(cp.Minimize(s), constraints).solve(solver=cp.CLARABEL)
+    problem = cp.Problem(cp.Minimize(s), constraints)
+    problem.solve(solver=cp.CLARABEL)
+    assert problem.status == cp.OPTIMAL, problem.status   # an inaccurate oracle would judge nothing
     return -float(s.value)
 
 
