@@ -83,11 +83,11 @@ passes, each one call of J on the K candidates). J never falls and the budget st
 (tested); it is a local search on the network's output, reported beside it, not instead.
 
 Status (README, "Learned solver: gnn"): the shipped model is this recipe at ``width=16``
-trained 288 epochs (13,824 steps on one core, in five runs each started from the previous
+trained 384 epochs (18,432 steps on one core, in six runs each started from the previous
 one; the paper: 120K iterations). On 1024 held-out instances per configuration it reaches
-88.6 / 91.8 / 91.9 % of the converged SCA's mean EE at 5/10, 10/10 and 15/15 (short of the
-issue's 90 % bar at 5/10; 92.8 / 93.4 / 93.8 % with ``prune=ues``), feasible everywhere and
-more than 140x faster one instance at a time. The 24-epoch width-8 model
+89.3 / 92.3 / 92.4 % of the converged SCA's mean EE at 5/10, 10/10 and 15/15 (short of the
+issue's 90 % bar at 5/10; 93.1 / 94.0 / 94.3 % with ``prune=ues``), feasible everywhere and
+more than 200x faster one instance at a time. The 24-epoch width-8 model
 (``gnn-sum-ee-24ep.pt``) and its two ablations compare the paper's idea at equal budget.
 
 Data: ``samples`` + ``validation`` instances per scenario drawn by the

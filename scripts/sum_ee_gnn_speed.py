@@ -1,0 +1,79 @@
+"""sum-ee gnn forward speed, optionally against an earlier version of the module in the same process.
+
+    python scripts/sum_ee_gnn_speed.py [--reference OLD_MODULE.py] [--instances 64] [--chunk 4] [--repeats 3]
+
+The shipped weights (``plugins/weights/gnn-sum-ee.pt``) in float64 under
+``torch.inference_mode()`` on one thread; per configuration ms per instance of the network alone
+on ``--instances`` instances of seed 3 fed in chunks of ``--chunk`` (best of the repeats).
+``--reference`` (e.g. ``git show 44164db:plugins/sum_ee_gnn.py > /tmp/old.py``) times that copy
+on the same inputs and weights, alternating with the current one, and prints the largest relative
+difference of the outputs ``z_a, z_w``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import os
+import time
+
+import torch
+
+from cfbench.learning import load_checkpoint
+from cfbench.plugins import sum_ee_gnn
+from cfbench.registry import build_registry
+
+CONFIGURATIONS = ("tiny", "5ap-10ue", "10ap-10ue", "15ap-15ue")
+
+
+def load_module(path: str):
+    spec = importlib.util.spec_from_file_location("sum_ee_gnn_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", help="an earlier copy of plugins/sum_ee_gnn.py to time alongside")
+    parser.add_argument("--instances", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    checkpoint = load_checkpoint(sum_ee_gnn.WEIGHTS_DIR / sum_ee_gnn.SHIPPED_WEIGHTS)
+    modules = {"current": sum_ee_gnn}
+    if args.reference:
+        modules["reference"] = load_module(args.reference)
+    networks = {k: m.network_from_checkpoint(checkpoint).double().eval() for k, m in modules.items()}
+    problem = build_registry().problem("sum-ee")
+    print(f"sum-ee gnn forward, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} thread, float64, inference_mode, load average before "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.instances} instances (seed 3) in chunks of "
+          f"{args.chunk}, best of {args.repeats}\n")
+    print("| configuration | " + " | ".join(f"{k} (ms per instance)" for k in modules)
+          + (" | largest relative difference |" if args.reference else " |"))
+    print("|---" * (len(modules) + 1 + bool(args.reference)) + "|")
+    for scenario in CONFIGURATIONS:
+        instances = problem.sample(scenario, args.instances, seed=3)
+        x = sum_ee_gnn.network_inputs(instances.gain_over_noise, checkpoint["input"], torch.float64)
+        best = {k: float("inf") for k in modules}
+        with torch.inference_mode():
+            outputs = {k: net(x) for k, net in networks.items()}
+            for _ in range(args.repeats):
+                for k, net in networks.items():      # alternate, so both see the same machine load
+                    t = time.perf_counter()
+                    for s in range(0, args.instances, args.chunk):
+                        net(x[s:s + args.chunk])
+                    best[k] = min(best[k], time.perf_counter() - t)
+        row = [f"{1e3 * best[k] / args.instances:.2f}" for k in modules]
+        if args.reference:
+            diff = max(float((a - b).abs().max() / b.abs().max())
+                       for a, b in zip(outputs["current"], outputs["reference"]))
+            row.append(f"{diff:.1e}")
+        print(f"| {scenario} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
