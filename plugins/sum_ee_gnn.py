@@ -163,26 +163,47 @@ def build_network(width: int = 8, layers: int = 3):
     torch = _torch()
     nn = torch.nn
 
-    def category_means(pre_diag, pre):
+    def category_means(pre_diag, z2, z3, z4):
         """Eq. (11)'s four means of ReLU outputs in factored form ``(d, r, c, g)`` (see
-        ``SINRnetLayer``), from the pre-activations the means read: category 1's block (the
-        first ``width`` outputs) only at the diagonal entries ``(k, k)``, ``pre_diag``
-        (..., K, w), and the blocks of categories 2-4 at every entry, ``pre`` (..., K, K, 3w),
-        which is overwritten by its ReLU."""
-        K = pre.shape[-2]
+        ``SINRnetLayer``), from the pre-activations at the diagonal entries ``(k, k)``,
+        ``pre_diag`` (..., K, 4w), and the ReLU outputs of categories 2, 3 and 4 (outputs
+        w..2w, 2w..3w, 3w..4w) at every entry, ``z2, z3, z4`` (..., K, K, w), from
+        ``off_diagonal_blocks``. Category 1's block is only read at the diagonal, so it is not formed
+        elsewhere; the diagonal terms that the row, column and off-diagonal means leave out are
+        taken from ``pre_diag``, computed from the per-row terms (the same numbers up to rounding; a diagonal
+        of the K x K tensors would cost a zero-filled K x K gradient in training)."""
+        K = z2.shape[-2]
         n_line, n_all = max(K - 1, 1), max(K * (K - 1), 1)
-        z = torch.relu_(pre)
-        z2, z3, z4 = z.split(width, dim=-1)
-        diag = torch.diagonal(z, dim1=-3, dim2=-2).transpose(-1, -2)              # (..., K, 3w)
-        d2, d3, d4 = diag.split(width, dim=-1)
+        d1, d2, d3, d4 = torch.relu(pre_diag).split(width, dim=-1)                  # (..., K, w) each
         r2 = (z2.sum(dim=-2) - d2) / n_line                                        # row k off-diagonal
         c3 = (z3.sum(dim=-3) - d3) / n_line                                        # column j off-diagonal
         g4 = (z4.sum(dim=(-3, -2)) - d4.sum(dim=-2)) / n_all                      # every off-diagonal entry
-        return torch.relu(pre_diag), r2, c3, g4
+        return d1, r2, c3, g4
 
     def diagonal(x):
         """Entries ``(k, k)`` of (..., K, K, C): (..., K, C)."""
         return torch.diagonal(x, dim1=-3, dim2=-2).transpose(-1, -2)
+
+    def off_diagonal_blocks(u, v, f=None, w_f=None):
+        """The ReLU outputs of categories 2-4 at every entry ``(k, j)``, ``ReLU([W_f f_kj +] u_k + v_j)``
+        (``u``, ``v`` (..., K, 4w); or the bias (4w,) as ``u`` and None as ``v`` with a genuine
+        input ``f``), as three (..., K, K, w) tensors: views of one tensor at inference (fewer,
+        larger operations), separate tensors while gradients are recorded (the gradient of a
+        split tensor is concatenated in the backward pass, a fifth of a training step)."""
+        blocks = ([slice(width, 4 * width)] if not torch.is_grad_enabled()
+                  else [slice(i * width, (i + 1) * width) for i in (1, 2, 3)])
+        pre = []
+        for b in blocks:
+            if f is None:
+                p = u[..., :, None, b] + v[..., None, :, b]
+            elif v is None:
+                p = nn.functional.linear(f, w_f[b], u[b])
+            else:
+                p = nn.functional.linear(f, w_f[b])
+                p += u[..., :, None, b]
+                p += v[..., None, :, b]
+            pre.append(torch.relu_(p))
+        return pre[0].split(width, dim=-1) if len(pre) == 1 else pre
 
     class SINRnetLayer(nn.Module):
         """Eq. (11). Its output at entry (k, j) is ``[(d_k + d_j) / 2, r_k, c_j, g]``: the mean
@@ -217,23 +238,18 @@ def build_network(width: int = 8, layers: int = 3):
                 half = 0.5 * self.wd(d)
                 u = half + self.wr(r) + self.wg(g).unsqueeze(-2)                        # (..., K, 4w)
                 v = half + self.wc(c)
-                return category_means(u[..., :width] + v[..., :width],
-                                      u[..., :, None, width:] + v[..., None, :, width:])
+                return category_means(u + v, *off_diagonal_blocks(u, v))
             weight, bias = self.full.weight, self.full.bias
             w_raw = weight[:, :self.n_raw]
             if message is None:
-                return category_means(nn.functional.linear(diagonal(f), w_raw[:width], bias[:width]),
-                                      nn.functional.linear(f, w_raw[width:], bias[width:]))
+                return category_means(nn.functional.linear(diagonal(f), w_raw, bias),
+                                      *off_diagonal_blocks(bias, None, f, w_raw))
             d, r, c, g = message
             w_d, w_r, w_c, w_g = weight[:, self.n_raw:].split(width, dim=1)
             half = 0.5 * nn.functional.linear(d, w_d)
             u = half + nn.functional.linear(r, w_r) + nn.functional.linear(g, w_g, bias).unsqueeze(-2)
             v = half + nn.functional.linear(c, w_c)
-            pre = nn.functional.linear(f, w_raw[width:])
-            pre += u[..., :, None, width:]
-            pre += v[..., None, :, width:]
-            return category_means(nn.functional.linear(diagonal(f), w_raw[:width]) + u[..., :width] + v[..., :width],
-                                  pre)
+            return category_means(nn.functional.linear(diagonal(f), w_raw) + u + v, *off_diagonal_blocks(u, v, f, w_raw))
 
     def cat(*fs):
         return tuple(torch.cat(parts, dim=-1) for parts in zip(*fs))
