@@ -168,10 +168,11 @@ def build_network(width: int = 8, layers: int = 3):
         ``SINRnetLayer``), from the pre-activations at the diagonal entries ``(k, k)``,
         ``pre_diag`` (..., K, 4w), and the ReLU outputs of categories 2, 3 and 4 (outputs
         w..2w, 2w..3w, 3w..4w) at every entry, ``z2, z3, z4`` (..., K, K, w), from
-        ``off_diagonal_blocks``. Category 1's block is only read at the diagonal, so it is not formed
-        elsewhere; the diagonal terms that the row, column and off-diagonal means leave out are
-        taken from ``pre_diag``, computed from the per-row terms (the same numbers up to rounding; a diagonal
-        of the K x K tensors would cost a zero-filled K x K gradient in training)."""
+        ``off_diagonal_blocks``. Category 1's block is only read at the diagonal, so it is not
+        formed elsewhere; the diagonal terms that the row, column and off-diagonal means leave
+        out are taken from ``pre_diag``, computed from the per-row terms (the same numbers up
+        to rounding; a diagonal of the K x K tensors would cost a zero-filled K x K gradient in
+        training)."""
         K = z2.shape[-2]
         n_line, n_all = max(K - 1, 1), max(K * (K - 1), 1)
         d1, d2, d3, d4 = torch.relu(pre_diag).split(width, dim=-1)                  # (..., K, w) each
@@ -249,7 +250,8 @@ def build_network(width: int = 8, layers: int = 3):
             half = 0.5 * nn.functional.linear(d, w_d)
             u = half + nn.functional.linear(r, w_r) + nn.functional.linear(g, w_g, bias).unsqueeze(-2)
             v = half + nn.functional.linear(c, w_c)
-            return category_means(nn.functional.linear(diagonal(f), w_raw) + u + v, *off_diagonal_blocks(u, v, f, w_raw))
+            return category_means(nn.functional.linear(diagonal(f), w_raw) + u + v,
+                                  *off_diagonal_blocks(u, v, f, w_raw))
 
     def cat(*fs):
         return tuple(torch.cat(parts, dim=-1) for parts in zip(*fs))

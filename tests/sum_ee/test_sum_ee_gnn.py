@@ -70,6 +70,10 @@ def _materialise(f, K):
                       g[None, None].expand(K, K, -1)], dim=-1)
 
 
+def _np(t):
+    return t.detach().numpy()
+
+
 @pytest.mark.parametrize("gradients", [False, True], ids=["inference", "training"])
 def test_factored_sinrnet_layer_is_eq_11_on_the_categories(gradients):
     """Both forms of the layers: one tensor split into views at inference, separate blocks
@@ -82,17 +86,17 @@ def test_factored_sinrnet_layer_is_eq_11_on_the_categories(gradients):
     with torch.set_grad_enabled(gradients):
         f = first(x)
         z = torch.relu(first.full(x))
-        np.testing.assert_allclose(_materialise(f, K).detach().numpy(), _dense_category_means(z, K).detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(_np(_materialise(f, K)), _np(_dense_category_means(z, K)), atol=1e-12)
         later = net.rounds[1].phi                                 # factored input
         f2 = later(f)
         dense_in = _materialise(f, K)
         weight = torch.cat([later.wd.weight, later.wr.weight, later.wc.weight, later.wg.weight], dim=1)
         z2 = torch.relu(dense_in @ weight.T + later.wg.bias)
-        np.testing.assert_allclose(_materialise(f2, K).detach().numpy(), _dense_category_means(z2, K).detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(_np(_materialise(f2, K)), _np(_dense_category_means(z2, K)), atol=1e-12)
         gamma = net.rounds[0].gamma                               # dense input and a factored message
         message = tuple(torch.randn(t.shape, dtype=torch.float64) for t in f)
         z3 = torch.relu(gamma.full(torch.cat([x, _materialise(message, K)], dim=-1)))
-        np.testing.assert_allclose(_materialise(gamma(x, message), K).detach().numpy(), _dense_category_means(z3, K).detach().numpy(),
+        np.testing.assert_allclose(_np(_materialise(gamma(x, message), K)), _np(_dense_category_means(z3, K)),
                                    atol=1e-12)
 
 
