@@ -1,13 +1,16 @@
 """sum-ee gnn forward speed, optionally against an earlier version of the module in the same process.
 
     python scripts/sum_ee_gnn_speed.py [--reference OLD_MODULE.py] [--instances 64] [--chunk 4] [--repeats 3]
+    python scripts/sum_ee_gnn_speed.py --training [--reference OLD_MODULE.py]
 
 The shipped weights (``plugins/weights/gnn-sum-ee.pt``) in float64 under
 ``torch.inference_mode()`` on one thread; per configuration ms per instance of the network alone
 on ``--instances`` instances of seed 3 fed in chunks of ``--chunk`` (best of the repeats).
 ``--reference`` (e.g. ``git show 44164db:plugins/sum_ee_gnn.py > /tmp/old.py``) times that copy
 on the same inputs and weights, alternating with the current one, and prints the largest relative
-difference of the outputs ``z_a, z_w``.
+difference of the outputs ``z_a, z_w``. ``--training`` times one training step instead (float32,
+a batch of 64 instances, 8 draws of u per instance, the loss of Section III and its backward
+pass, as ``cfbench train`` runs it; best of the repeats).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--training", action="store_true", help="time a training step instead of the forward")
     args = parser.parse_args()
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(sum_ee_gnn.WEIGHTS_DIR / sum_ee_gnn.SHIPPED_WEIGHTS)
@@ -48,6 +52,8 @@ def main() -> None:
         modules["reference"] = load_module(args.reference)
     networks = {k: m.network_from_checkpoint(checkpoint).double().eval() for k, m in modules.items()}
     problem = build_registry().problem("sum-ee")
+    if args.training:
+        return training_steps(modules, checkpoint, problem, args.repeats)
     print(f"sum-ee gnn forward, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread, float64, inference_mode, load average before "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.instances} instances (seed 3) in chunks of "
@@ -73,6 +79,29 @@ def main() -> None:
                        for a, b in zip(outputs["current"], outputs["reference"]))
             row.append(f"{diff:.1e}")
         print(f"| {scenario} | " + " | ".join(row) + " |")
+
+
+def training_steps(modules: dict, checkpoint: dict, problem, repeats: int) -> None:
+    print(f"sum-ee gnn training step, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} thread, float32, load average before "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; 64 instances (seed 3), 8 draws each, best of {repeats}\n")
+    print("| configuration | " + " | ".join(f"{k} (ms per step)" for k in modules) + " |")
+    print("|---" * (len(modules) + 1) + "|")
+    for scenario in CONFIGURATIONS[1:]:
+        instances = problem.sample(scenario, 64, seed=3)
+        x = sum_ee_gnn.network_inputs(instances.gain_over_noise, checkpoint["input"])
+        gains = torch.as_tensor(instances.gain_over_noise, dtype=torch.float32)
+        networks = {k: m.network_from_checkpoint(checkpoint) for k, m in modules.items()}
+        best = {k: float("inf") for k in modules}
+        for _ in range(repeats):
+            for k, module in modules.items():
+                generator = torch.Generator().manual_seed(0)
+                t = time.perf_counter()
+                networks[k].zero_grad()
+                terms = module.step_terms(networks[k], x, gains, instances.params, "paper", 8, generator)
+                (-(terms["objective"] - 0.01 * terms["psi"])).backward()
+                best[k] = min(best[k], time.perf_counter() - t)
+        print(f"| {scenario} | " + " | ".join(f"{1e3 * best[k]:.0f}" for k in modules) + " |")
 
 
 if __name__ == "__main__":
