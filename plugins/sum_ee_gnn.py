@@ -179,7 +179,7 @@ def build_network(width: int = 8, layers: int = 3):
         r2 = (z2.sum(dim=-2) - d2) / n_line                                        # row k off-diagonal
         c3 = (z3.sum(dim=-3) - d3) / n_line                                        # column j off-diagonal
         g4 = (z4.sum(dim=(-3, -2)) - d4.sum(dim=-2)) / n_all                      # every off-diagonal entry
-        return d1, r2, c3, g4
+        return d1.contiguous(), r2, c3, g4     # a strided d1 would pass its layout on to every later layer
 
     def diagonal(x):
         """Entries ``(k, k)`` of (..., K, K, C): (..., K, C)."""
