@@ -185,6 +185,14 @@ def build_network(width: int = 8, layers: int = 3):
         """Entries ``(k, k)`` of (..., K, K, C): (..., K, C)."""
         return torch.diagonal(x, dim1=-3, dim2=-2).transpose(-1, -2)
 
+    def row_column_terms(f, w_d, w_r, w_c, w_g, bias):
+        """``U_k``, ``V_j`` (..., K, 4w) of a linear map of the factored features ``f = (d, r, c, g)``:
+        ``W [(d_k + d_j) / 2, r_k, c_j, g] + b = U_k + V_j`` with the constant in ``U``."""
+        d, r, c, g = f
+        half = 0.5 * nn.functional.linear(d, w_d)
+        u = half + nn.functional.linear(r, w_r) + nn.functional.linear(g, w_g, bias).unsqueeze(-2)
+        return u, half + nn.functional.linear(c, w_c)
+
     def off_diagonal_blocks(u, v, f=None, w_f=None):
         """The ReLU outputs of categories 2-4 at every entry ``(k, j)``, ``ReLU([W_f f_kj +] u_k + v_j)``
         (``u``, ``v`` (..., K, 4w); or the bias (4w,) as ``u`` and None as ``v`` with a genuine
@@ -235,21 +243,15 @@ def build_network(width: int = 8, layers: int = 3):
             """``f`` (..., K, K, c_in) or factored; ``message`` the factored aggregated message
             that joins a genuine ``f`` (first round's gamma), else None."""
             if isinstance(f, tuple):
-                d, r, c, g = f
-                half = 0.5 * self.wd(d)
-                u = half + self.wr(r) + self.wg(g).unsqueeze(-2)                        # (..., K, 4w)
-                v = half + self.wc(c)
+                u, v = row_column_terms(f, self.wd.weight, self.wr.weight, self.wc.weight, self.wg.weight,
+                                        self.wg.bias)
                 return category_means(u + v, *off_diagonal_blocks(u, v))
             weight, bias = self.full.weight, self.full.bias
             w_raw = weight[:, :self.n_raw]
             if message is None:
                 return category_means(nn.functional.linear(diagonal(f), w_raw, bias),
                                       *off_diagonal_blocks(bias, None, f, w_raw))
-            d, r, c, g = message
-            w_d, w_r, w_c, w_g = weight[:, self.n_raw:].split(width, dim=1)
-            half = 0.5 * nn.functional.linear(d, w_d)
-            u = half + nn.functional.linear(r, w_r) + nn.functional.linear(g, w_g, bias).unsqueeze(-2)
-            v = half + nn.functional.linear(c, w_c)
+            u, v = row_column_terms(message, *weight[:, self.n_raw:].split(width, dim=1), bias)
             return category_means(nn.functional.linear(diagonal(f), w_raw) + u + v,
                                   *off_diagonal_blocks(u, v, f, w_raw))
 
