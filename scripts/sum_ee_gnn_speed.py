@@ -3,7 +3,7 @@
     python scripts/sum_ee_gnn_speed.py [--reference OLD_MODULE.py] [--instances 64] [--chunk 4] [--repeats 3]
     python scripts/sum_ee_gnn_speed.py --training [--reference OLD_MODULE.py]
 
-The shipped weights (``plugins/weights/gnn-sum-ee.pt``) in float64 under
+The joint model (``plugins/weights/gnn-sum-ee.pt``; every shipped default has its size) in float64 under
 ``torch.inference_mode()`` on one thread; per configuration ms per instance of the network alone
 on ``--instances`` instances of seed 3 fed in chunks of ``--chunk`` (best of the repeats).
 ``--reference`` (e.g. ``git show 44164db:plugins/sum_ee_gnn.py > /tmp/old.py``) times that copy
