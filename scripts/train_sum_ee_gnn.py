@@ -46,6 +46,20 @@ def fine_tune(scenario: str) -> list[str]:
             "--init", W + "gnn-sum-ee.pt"]
 
 
+#: the joint default's runs after its first 24 epochs: (total epochs after the run, epochs in it)
+JOINT_CONTINUATIONS = ((48, 24), (96, 48), (192, 96), (288, 96), (384, 96), (480, 96), (576, 96))
+
+
+def joint_continued() -> dict[str, list[str]]:
+    """Each run 'epochs' more from the previous checkpoint (lr 3e-4 -> 1e-7); the last is the default."""
+    runs, previous = {}, R + "gnn-sum-ee-w16-24ep.pt"
+    for total, epochs in JOINT_CONTINUATIONS:
+        name = W + "gnn-sum-ee.pt" if total == JOINT_CONTINUATIONS[-1][0] else R + f"gnn-sum-ee-w16-{total}ep.pt"
+        runs[name] = joint("--epochs", str(epochs), "--set", "width=16", "--set", "lr=3e-4", "--init", previous)
+        previous = name
+    return runs
+
+
 #: checkpoint (relative to the repository) -> its arguments, in order (a run may start from an earlier one)
 RUNS = {
     # the paper's recipe at width 8 for 24 epochs, and the two ablations on the same data and steps
@@ -57,22 +71,10 @@ RUNS = {
     # the joint default: the paper's recipe at width 16, 24 epochs, then 24, 48, 96, 96, 96, 96 and 96
     # more, each started from the previous one with lr 3e-4 -> 1e-7 (576 epochs, 27,648 steps; the steps
     # between are written under results/weights/; the 192-, 288-, 384- and 480-epoch ones are also kept
-    # in results/reference/sum-ee/gnn/candidates/, where the next run started from them)
+    # in results/reference/sum-ee/gnn/candidates/; each checkpoint records as init the file its run
+    # actually started from, the default of its day for some: README, "Weights")
     R + "gnn-sum-ee-w16-24ep.pt": joint("--epochs", "24", "--set", "width=16"),
-    R + "gnn-sum-ee-w16-48ep.pt": joint("--epochs", "24", "--set", "width=16", "--set", "lr=3e-4",
-                                        "--init", R + "gnn-sum-ee-w16-24ep.pt"),
-    R + "gnn-sum-ee-w16-96ep.pt": joint("--epochs", "48", "--set", "width=16", "--set", "lr=3e-4",
-                                        "--init", R + "gnn-sum-ee-w16-48ep.pt"),
-    R + "gnn-sum-ee-w16-192ep.pt": joint("--epochs", "96", "--set", "width=16", "--set", "lr=3e-4",
-                                         "--init", R + "gnn-sum-ee-w16-96ep.pt"),
-    R + "gnn-sum-ee-w16-288ep.pt": joint("--epochs", "96", "--set", "width=16", "--set", "lr=3e-4",
-                                         "--init", R + "gnn-sum-ee-w16-192ep.pt"),
-    R + "gnn-sum-ee-w16-384ep.pt": joint("--epochs", "96", "--set", "width=16", "--set", "lr=3e-4",
-                                         "--init", R + "gnn-sum-ee-w16-288ep.pt"),
-    R + "gnn-sum-ee-w16-480ep.pt": joint("--epochs", "96", "--set", "width=16", "--set", "lr=3e-4",
-                                         "--init", R + "gnn-sum-ee-w16-384ep.pt"),
-    W + "gnn-sum-ee.pt": joint("--epochs", "96", "--set", "width=16", "--set", "lr=3e-4",
-                               "--init", R + "gnn-sum-ee-w16-480ep.pt"),
+    **joint_continued(),
     # the default at each Table II configuration: the joint default fine-tuned there
     **{W + f"gnn-sum-ee-{s}.pt": fine_tune(s) for s in SCENARIOS.split(",")},
 }
