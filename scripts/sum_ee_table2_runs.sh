@@ -5,12 +5,15 @@
 #   the joint model fine-tuned on that configuration), with gnn also timed on one call for all 1024
 #   instances (--batch 1024); the joint model itself (trained on all three) as the variant "joint";
 #   the width-8 24-epoch model and its two ablations (kappa = 0, deterministic b = a, same data and
-#   steps) on the same instances, and the shipped model followed by the greedy UE switch-off
-#   (gnn:prune=ues, not in the paper) as the variant "prune".
+#   steps) on the same instances, the shipped model followed by the greedy UE switch-off
+#   (gnn:prune=ues, not in the paper) as the variant "prune", and the shipped model with its network
+#   in float32 (gnn:precision=float32) as the variant "float32";
+#   with THREADS2=1, only the one-call time of gnn and gnn[float32] on two threads (--threads 2), in
+#   results/reference/sum-ee/gnn/threads2/.
 # Usage: WORKERS=2 scripts/sum_ee_table2_runs.sh [CONFIGURATION ...]
 #        GNN_ONLY=1 scripts/sum_ee_table2_runs.sh [CONFIGURATION ...]   # rerun only the learned rows (--append),
 #                                                                      # e.g. after new weights or a faster forward
-# then:  python scripts/sum_ee_gnn_table.py --runs results/reference/sum-ee/table2-1024 [--markdown] joint 24ep no-kappa deterministic prune
+# then:  python scripts/sum_ee_gnn_table.py --runs results/reference/sum-ee/table2-1024 [--markdown] joint 24ep no-kappa deterministic prune float32
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=results/reference/sum-ee/table2-1024
@@ -18,6 +21,17 @@ mkdir -p "$out"
 configurations=("$@")
 if [ ${#configurations[@]} -eq 0 ]; then
   configurations=(5ap-10ue 10ap-10ue 15ap-15ue)
+fi
+if [ -n "${THREADS2:-}" ]; then
+  for s in "${configurations[@]}"; do
+    for variant in "" -float32; do
+      if [ -z "$variant" ]; then option=gnn:precision=float64; else option=gnn:precision=float32; fi
+      cfbench run --problem sum-ee --scenario "$s" --solvers gnn --set "$option" --instances 1024 --seed 1 \
+        --workers 1 --threads 2 --batch 1024 --quiet --overwrite --out "results/reference/sum-ee/gnn/threads2/$s$variant" \
+        > "results/reference/sum-ee/gnn/threads2/$s$variant.txt" 2>&1
+    done
+  done
+  exit 0
 fi
 for s in "${configurations[@]}"; do
   if [ -n "${GNN_ONLY:-}" ]; then
@@ -27,9 +41,10 @@ for s in "${configurations[@]}"; do
     cfbench run --problem sum-ee --scenario "$s" --solvers equal,nearest-ap,sca,multistart-pg,gnn --instances 1024 \
       --seed 1 --workers "${WORKERS:-2}" --threads 1 --batch 1024 --quiet --overwrite --out "$out/$s" > "$out/$s.txt" 2>&1
   fi
-  for variant in joint 24ep no-kappa deterministic prune; do
+  for variant in joint 24ep no-kappa deterministic prune float32; do
     case "$variant" in
       prune) option=gnn:prune=ues ;;
+      float32) option=gnn:precision=float32 ;;
       joint) option=gnn:weights=plugins/weights/gnn-sum-ee.pt ;;
       *) option="gnn:weights=plugins/weights/gnn-sum-ee-$variant.pt" ;;
     esac

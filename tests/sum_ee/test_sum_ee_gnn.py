@@ -236,8 +236,28 @@ def test_default_weights_are_the_configurations_fine_tune_else_the_joint_model(t
     assert gnn.SumEEGnn.artifacts("5ap-10ue", {"weights": str(tmp_path / "w.pt")})["weights"] == tmp_path / "w.pt"
 
 
-def test_solver_conforms_on_tiny():
-    check_solver(gnn.SumEEGnn, problem="sum-ee", scenario="tiny")
+@pytest.mark.parametrize("precision", gnn.PRECISIONS)
+def test_solver_conforms_on_tiny(precision):
+    check_solver(gnn.SumEEGnn, problem="sum-ee", scenario="tiny", options={"precision": precision})
+
+
+@pytest.mark.parametrize("scenario", gnn.TABLE_II)
+def test_float32_gives_float64s_links_and_objective_to_1e_5(scenario):
+    """``precision=float32`` runs only the network in float32: the same links on (exact zeros), powers
+    and objective within float32's resolution of the float64 ones (measured: EE within 8.3e-7)."""
+    inst = PROBLEM.sample(scenario, 16, seed=4)
+    powers = {}
+    for precision in gnn.PRECISIONS:
+        solver = gnn.SumEEGnn(precision=precision)
+        solver.setup(PROBLEM, scenario)
+        powers[precision] = solver.solve(inst)["power_w"]
+    p64, p32 = powers["float64"], powers["float32"]
+    assert p32.dtype == np.float64 and not np.array_equal(p32, p64)     # a different computation
+    np.testing.assert_array_equal(p32 == 0.0, p64 == 0.0)
+    np.testing.assert_allclose(p32, p64, rtol=1e-4, atol=1e-6 * inst.params.ap_power_budget_w)
+    ee = {k: PROBLEM.evaluate(inst, {"power_w": v}) for k, v in powers.items()}
+    assert ee["float32"].feasible.all()
+    np.testing.assert_allclose(ee["float32"].objective, ee["float64"].objective, rtol=1e-5)
 
 
 def test_shipped_weights_switch_links_off_and_stay_in_budget():
