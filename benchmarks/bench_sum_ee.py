@@ -15,10 +15,10 @@ def _problem():
     return build_registry().problem("sum-ee")
 
 
-def _warm_solver(scenario, name):
-    """The problem and solver ``name`` set up on ``scenario`` and warmed up on one instance
-    (seed 6), on one thread, as the runner times a solve."""
-    problem, solver = pinned_solver("sum-ee", name, scenario)
+def _warm_solver(scenario, name, **options):
+    """The problem and solver ``name`` (with ``options``) set up on ``scenario`` and warmed up on
+    one instance (seed 6), on one thread, as the runner times a solve."""
+    problem, solver = pinned_solver("sum-ee", name, scenario, **options)
     solver.solve(problem.sample(scenario, 1, seed=6))
     return problem, solver
 
@@ -69,18 +69,19 @@ class SolverLatency:
 
 class GnnInference:
     """The learned ``gnn`` (shipped weights): one instance, and one batch of 1024 in a single
-    vectorised forward pass (``solves_batches``), after setup and a warm-up, on one thread."""
+    call (``solves_batches``), after setup and a warm-up, on one thread, with the network in
+    float64 (the default) and in float32 (option ``precision``)."""
 
-    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], [1, 1024])
-    param_names = ["scenario", "n_instances"]
+    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], [1, 1024], ["float64", "float32"])
+    param_names = ["scenario", "n_instances", "precision"]
     timeout = 300
 
-    def setup(self, scenario, n):
-        self.problem, self.solver = _warm_solver(scenario, "gnn")
+    def setup(self, scenario, n, precision):
+        self.problem, self.solver = _warm_solver(scenario, "gnn", precision=precision)
         self.instances = self.problem.sample(scenario, n, seed=5)
 
-    def time_solve(self, scenario, n):
+    def time_solve(self, scenario, n, precision):
         self.solver.solve(self.instances)
 
-    def peakmem_solve(self, scenario, n):
+    def peakmem_solve(self, scenario, n, precision):
         self.solver.solve(self.instances)
