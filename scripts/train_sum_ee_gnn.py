@@ -35,9 +35,18 @@ W = "plugins/weights/"
 R = "results/weights/"
 
 
+#: the paper's recipe at width 8 for 24 epochs (``gnn-sum-ee-24ep.pt``; the ``--single`` models too)
+RECIPE_24EP = ("--epochs", "24")
+
+
+def on(scenarios: str, *extra: str) -> list[str]:
+    """A run on ``scenarios`` (comma-separated), 1,024 training instances each."""
+    return ["--scenario", scenarios, "--samples", "1024", *extra]
+
+
 def joint(*extra: str) -> list[str]:
-    """A run on all three configurations, 1,024 instances each."""
-    return ["--scenario", SCENARIOS, "--samples", "1024", *extra]
+    """A run on all three configurations."""
+    return on(SCENARIOS, *extra)
 
 
 def fine_tune(scenario: str) -> list[str]:
@@ -63,7 +72,7 @@ def joint_continued() -> dict[str, list[str]]:
 #: checkpoint (relative to the repository) -> its arguments, in order (a run may start from an earlier one)
 RUNS = {
     # the paper's recipe at width 8 for 24 epochs, and the two ablations on the same data and steps
-    W + "gnn-sum-ee-24ep.pt": joint("--epochs", "24"),
+    W + "gnn-sum-ee-24ep.pt": joint(*RECIPE_24EP),
     W + "gnn-sum-ee-no-kappa.pt": joint("--epochs", "24", "--set", "mode=no-kappa"),           # kappa = 0
     W + "gnn-sum-ee-deterministic.pt": joint("--epochs", "24", "--set", "mode=deterministic"),  # b = a, no sampling
     # the same recipe for twice the steps: 24 more epochs from the 24-epoch model (lr 3e-4 -> 1e-7)
@@ -93,8 +102,7 @@ def train() -> None:
 def train_single() -> None:
     SINGLE.mkdir(parents=True, exist_ok=True)
     for scenario in SCENARIOS.split(","):
-        cmd = ["cfbench", "train", "--solver", "gnn", "--problem", "sum-ee", *COMMON, "--scenario", scenario,
-               "--samples", "1024", "--epochs", "24",
+        cmd = ["cfbench", "train", "--solver", "gnn", "--problem", "sum-ee", *COMMON, *on(scenario, *RECIPE_24EP),
                "--out", str((SINGLE / f"gnn-sum-ee-only-{scenario}.pt").relative_to(ROOT))]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
