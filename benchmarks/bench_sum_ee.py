@@ -70,18 +70,19 @@ class SolverLatency:
 class GnnInference:
     """The learned ``gnn`` (shipped weights): one instance, and one batch of 1024 in a single
     call (``solves_batches``), after setup and a warm-up, on one thread, with the network in
-    float64 (the default) and in float32 (option ``precision``)."""
+    float64 (the default) and in float32 (option ``precision``), eager and through
+    ``torch.compile`` (option ``compile``; compiled in setup, a minute or two when not cached)."""
 
-    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], [1, 1024], ["float64", "float32"])
-    param_names = ["scenario", "n_instances", "precision"]
-    timeout = 300
+    params = (["5ap-10ue", "10ap-10ue", "15ap-15ue"], [1, 1024], ["float64", "float32"], [False, True])
+    param_names = ["scenario", "n_instances", "precision", "compile"]
+    timeout = 600
 
-    def setup(self, scenario, n, precision):
-        self.problem, self.solver = _warm_solver(scenario, "gnn", precision=precision)
+    def setup(self, scenario, n, precision, compile):
+        self.problem, self.solver = _warm_solver(scenario, "gnn", precision=precision, compile=compile)
         self.instances = self.problem.sample(scenario, n, seed=5)
 
-    def time_solve(self, scenario, n, precision):
+    def time_solve(self, scenario, n, precision, compile):
         self.solver.solve(self.instances)
 
-    def peakmem_solve(self, scenario, n, precision):
+    def peakmem_solve(self, scenario, n, precision, compile):
         self.solver.solve(self.instances)

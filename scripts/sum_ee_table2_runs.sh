@@ -7,13 +7,17 @@
 #   the width-8 24-epoch model and its two ablations (kappa = 0, deterministic b = a, same data and
 #   steps) on the same instances, the shipped model followed by the greedy UE switch-off
 #   (gnn:prune=ues, not in the paper) as the variant "prune", and the shipped model with its network
-#   in float32 (gnn:precision=float32) as the variant "float32";
-#   with THREADS2=1, only the one-call time of gnn and gnn[float32] on two threads (--threads 2), in
-#   results/reference/sum-ee/gnn/threads2/.
+#   in float32 (gnn:precision=float32) as the variant "float32", and the shipped model through
+#   torch.compile (gnn:compile=true, compiled in setup) in float64 and float32 as "compile" and
+#   "float32-compile";
+#   with THREADS2=1, only the one-call time of gnn and its float32, compile and float32-compile variants
+#   on two threads (--threads 2), in results/reference/sum-ee/gnn/threads2/.
 # Usage: WORKERS=2 scripts/sum_ee_table2_runs.sh [CONFIGURATION ...]
 #        GNN_ONLY=1 scripts/sum_ee_table2_runs.sh [CONFIGURATION ...]   # rerun only the learned rows (--append),
 #                                                                      # e.g. after new weights or a faster forward
-# then:  python scripts/sum_ee_gnn_table.py --runs results/reference/sum-ee/table2-1024 [--markdown] joint 24ep no-kappa deterministic prune float32
+#        [GNN_ONLY=1] VARIANTS="float32 compile" scripts/sum_ee_table2_runs.sh    # only those variants' runs
+#                                                                      # (and the gnn rows with GNN_ONLY)
+# then:  python scripts/sum_ee_gnn_table.py --runs results/reference/sum-ee/table2-1024 [--markdown] joint 24ep no-kappa deterministic prune float32 compile float32-compile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=results/reference/sum-ee/table2-1024
@@ -24,9 +28,14 @@ if [ ${#configurations[@]} -eq 0 ]; then
 fi
 if [ -n "${THREADS2:-}" ]; then
   for s in "${configurations[@]}"; do
-    for variant in "" -float32; do
-      if [ -z "$variant" ]; then option=gnn:precision=float64; else option=gnn:precision=float32; fi
-      cfbench run --problem sum-ee --scenario "$s" --solvers gnn --set "$option" --instances 1024 --seed 1 \
+    for variant in "" -float32 -compile -float32-compile; do
+      case "$variant" in
+        -float32) option=(--set gnn:precision=float32) ;;
+        -compile) option=(--set gnn:compile=true) ;;
+        -float32-compile) option=(--set gnn:precision=float32 --set gnn:compile=true) ;;
+        *) option=(--set gnn:precision=float64) ;;
+      esac
+      cfbench run --problem sum-ee --scenario "$s" --solvers gnn "${option[@]}" --instances 1024 --seed 1 \
         --workers 1 --threads 2 --batch 1024 --quiet --overwrite --out "results/reference/sum-ee/gnn/threads2/$s$variant" \
         > "results/reference/sum-ee/gnn/threads2/$s$variant.txt" 2>&1
     done
@@ -37,18 +46,22 @@ for s in "${configurations[@]}"; do
   if [ -n "${GNN_ONLY:-}" ]; then
     cfbench run --problem sum-ee --scenario "$s" --solvers gnn --instances 1024 --seed 1 --workers 1 --threads 1 \
       --batch 1024 --quiet --append --out "$out/$s" > "$out/$s-gnn-append.txt" 2>&1
+  elif [ -n "${VARIANTS:-}" ]; then
+    :
   else
     cfbench run --problem sum-ee --scenario "$s" --solvers equal,nearest-ap,sca,multistart-pg,gnn --instances 1024 \
       --seed 1 --workers "${WORKERS:-2}" --threads 1 --batch 1024 --quiet --overwrite --out "$out/$s" > "$out/$s.txt" 2>&1
   fi
-  for variant in joint 24ep no-kappa deterministic prune float32; do
+  for variant in ${VARIANTS:-joint 24ep no-kappa deterministic prune float32 compile float32-compile}; do
     case "$variant" in
-      prune) option=gnn:prune=ues ;;
-      float32) option=gnn:precision=float32 ;;
-      joint) option=gnn:weights=plugins/weights/gnn-sum-ee.pt ;;
-      *) option="gnn:weights=plugins/weights/gnn-sum-ee-$variant.pt" ;;
+      prune) option=(--set gnn:prune=ues) ;;
+      float32) option=(--set gnn:precision=float32) ;;
+      compile) option=(--set gnn:compile=true) ;;
+      float32-compile) option=(--set gnn:precision=float32 --set gnn:compile=true) ;;
+      joint) option=(--set gnn:weights=plugins/weights/gnn-sum-ee.pt) ;;
+      *) option=(--set "gnn:weights=plugins/weights/gnn-sum-ee-$variant.pt") ;;
     esac
-    cfbench run --problem sum-ee --scenario "$s" --solvers gnn --set "$option" \
+    cfbench run --problem sum-ee --scenario "$s" --solvers gnn "${option[@]}" \
       --instances 1024 --seed 1 --workers 1 --threads 1 --batch 1024 --quiet --overwrite --out "$out/$s-$variant" \
       > "$out/$s-$variant.txt" 2>&1
   done

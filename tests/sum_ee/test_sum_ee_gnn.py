@@ -260,6 +260,40 @@ def test_float32_gives_float64s_links_and_objective_to_1e_5(scenario):
     np.testing.assert_allclose(ee["float32"].objective, ee["float64"].objective, rtol=1e-5)
 
 
+def test_compiled_network_gives_the_eager_powers_and_compiles_only_in_setup():
+    """``compile=true`` (torch.compile, C++ kernels): the same powers as the eager network (float64, a
+    batch and a single instance; the same links on) and no graph compiled after ``setup``, so no timed
+    solve pays for compilation. A cold compile of the two graphs takes one to two minutes here."""
+    from torch._dynamo.utils import counters
+
+    inst = PROBLEM.sample("tiny", 5, seed=6)
+    eager = gnn.SumEEGnn()
+    eager.setup(PROBLEM, "tiny")
+    compiled = gnn.SumEEGnn(compile=True)
+    compiled.setup(PROBLEM, "tiny")
+    assert compiled.network is not eager.network and hasattr(compiled.network, "_orig_mod")
+    graphs = counters["stats"]["unique_graphs"]
+    batch, ref = compiled.solve(inst)["power_w"], eager.solve(inst)["power_w"]
+    single = compiled.solve(inst[2])["power_w"]
+    assert counters["stats"]["unique_graphs"] == graphs
+    np.testing.assert_array_equal(batch == 0.0, ref == 0.0)
+    np.testing.assert_allclose(batch, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(single[0], ref[2], rtol=1e-12, atol=1e-15)
+
+
+def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
+    def broken(network, **_):
+        def call(*args):
+            raise RuntimeError("Compiler: cc is not found.\nmore lines")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    solver = gnn.SumEEGnn(compile=True)
+    with pytest.raises(CfbenchError, match=r"^gnn: compile=true failed \(RuntimeError: Compiler: cc is not found.\); "
+                                           r".*run with compile=false$"):
+        solver.setup(PROBLEM, "tiny")
+
+
 def test_shipped_weights_switch_links_off_and_stay_in_budget():
     inst = PROBLEM.sample("15ap-15ue", 8, seed=1)
     solver = gnn.SumEEGnn()
