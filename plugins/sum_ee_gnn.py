@@ -58,7 +58,7 @@ tested), the support and the budget fit still in float64.
 Compilation (option ``compile``, off by default). Eager torch writes every layer's K x K x 3w
 block of ReLU outputs to memory and reads it back for the category sums (add, ReLU and three
 sums: four passes over a block larger than the core's L2 cache at 15/15); ``torch.compile``
-(inductor) fuses them into C++ loops that keep the block in registers, 2-2.5x faster for the
+(inductor) fuses them into C++ loops that keep the block in registers, 1.6-2.6x faster for the
 network alone. ``compile_network`` compiles in ``setup`` for the scenario's sizes (a minute or two
 on this machine the first time, some 20 s once inductor's disk cache holds the kernels), so no
 timed solve compiles (tested); the powers equal the eager ones to 1e-12 relative in float64
@@ -142,11 +142,11 @@ TRAIN_SEED_OFFSET = 80_000_000
 #: factored layers, other core busy: 15ap-15ue 8.7 ms per instance in chunks of 65,536 entries,
 #: 5.8 ms in chunks of 8192, 6.6-6.7 ms in 2048-4096; 10ap-10ue 3.1 -> 1.5 ms; 5ap-10ue 1.4 -> 0.95 ms)
 CHUNK_ENTRIES = 8192     # in float64; twice as many in float32 (option ``precision``)
-#: the same with ``compile=true``, whose kernels keep no K x K block in memory: one thread, 256
-#: instances, float64 ms per instance at 1 / 2 / 4 / 8 / 16 instances per chunk: 5ap-10ue 0.83 / 0.55 /
-#: 0.40 / 0.45 / 0.46, 10ap-10ue 0.89 / 0.82 / 0.87 / 0.85 / 0.83, 15ap-15ue 2.33 / 2.52 / 2.61 / 2.86
-#: / 3.62; float32 5ap-10ue 0.63 / 0.38 / 0.25 / 0.21 / 0.24, 10ap-10ue 0.74 / 0.48 / 0.41 / 0.45 /
-#: 0.47, 15ap-15ue 1.24 / 1.19 / 1.34 / 1.30 / 1.57
+#: the same with ``compile=true``, whose fused kernels keep no K x K block in memory: the compiled network
+#: alone, one thread, ms per instance at 1 / 2 / 4 instances per chunk, float64: 5ap-10ue 0.56 / 0.42 /
+#: 0.45, 10ap-10ue 0.80 / 0.72 / 0.86, 15ap-15ue 1.76 / 2.70 / 3.00; float32 at 1 / 4 / 8: 5ap-10ue 0.84 /
+#: 0.23 / 0.20, 10ap-10ue 0.99 / 0.38 / 0.46, 15ap-15ue 1.57 / 1.45 / 1.42 (results/latency/sum_ee_gnn_compile.md);
+#: the chunks this gives are within 11 % of the best of these
 COMPILED_CHUNK_ENTRIES = 2048
 MODES = ("paper", "no-kappa", "deterministic")
 BALANCES = ("none", "relative")

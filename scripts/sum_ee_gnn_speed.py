@@ -1,6 +1,7 @@
 """sum-ee gnn forward speed, optionally against an earlier version of the module in the same process.
 
     python scripts/sum_ee_gnn_speed.py [--reference OLD_MODULE.py] [--instances 64] [--chunk 4] [--repeats 3]
+    python scripts/sum_ee_gnn_speed.py --compile [--precision float32] [--chunk 1]
     python scripts/sum_ee_gnn_speed.py --training [--reference OLD_MODULE.py]
 
 The joint model (``plugins/weights/gnn-sum-ee.pt``; every shipped default has its size) in float64 under
@@ -8,7 +9,10 @@ The joint model (``plugins/weights/gnn-sum-ee.pt``; every shipped default has it
 on ``--instances`` instances of seed 3 fed in chunks of ``--chunk`` (best of the repeats).
 ``--reference`` (e.g. ``git show 44164db:plugins/sum_ee_gnn.py > /tmp/old.py``) times that copy
 on the same inputs and weights, alternating with the current one, and prints the largest relative
-difference of the outputs ``z_a, z_w``. ``--training`` times one training step instead (float32,
+difference of the outputs ``z_a, z_w``. ``--compile`` times the network through
+``torch.compile`` as the solver's option ``compile=true`` builds it (``compile_network``, compiled
+before the timing) next to the eager one. ``--precision float32`` runs the networks in float32
+(default float64). ``--training`` times one training step instead (float32,
 a batch of 64 instances, 8 draws of u per instance, the loss of Section III and its backward
 pass, as ``cfbench train`` runs it; best of the repeats).
 """
@@ -44,39 +48,47 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--training", action="store_true", help="time a training step instead of the forward")
+    parser.add_argument("--compile", action="store_true", help="also time the network through torch.compile")
+    parser.add_argument("--precision", choices=sum_ee_gnn.PRECISIONS, default="float64")
     args = parser.parse_args()
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(sum_ee_gnn.WEIGHTS_DIR / sum_ee_gnn.SHIPPED_WEIGHTS)
     modules = {"current": sum_ee_gnn}
     if args.reference:
         modules["reference"] = load_module(args.reference)
-    networks = {k: m.network_from_checkpoint(checkpoint).double().eval() for k, m in modules.items()}
+    dtype = getattr(torch, args.precision)
+    networks = {k: m.network_from_checkpoint(checkpoint).to(dtype).eval() for k, m in modules.items()}
     problem = build_registry().problem("sum-ee")
     if args.training:
         return training_steps(modules, checkpoint, problem, args.repeats)
     print(f"sum-ee gnn forward, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} thread, float64, inference_mode, load average before "
+          f"{torch.__version__}, {torch.get_num_threads()} thread, {args.precision}, inference_mode, load average before "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.instances} instances (seed 3) in chunks of "
           f"{args.chunk}, best of {args.repeats}\n")
-    print("| configuration | " + " | ".join(f"{k} (ms per instance)" for k in modules)
-          + (" | largest relative difference |" if args.reference else " |"))
-    print("|---" * (len(modules) + 1 + bool(args.reference)) + "|")
+    names = list(networks) + (["compiled"] if args.compile else [])
+    other = "reference" if args.reference else "compiled" if args.compile else None
+    print("| configuration | " + " | ".join(f"{k} (ms per instance)" for k in names)
+          + (" | largest relative difference |" if other else " |"))
+    print("|---" * (len(names) + 1 + bool(other)) + "|")
     for scenario in CONFIGURATIONS:
         instances = problem.sample(scenario, args.instances, seed=3)
-        x = sum_ee_gnn.network_inputs(instances.gain_over_noise, checkpoint["input"], torch.float64)
-        best = {k: float("inf") for k in modules}
-        with torch.inference_mode():
-            outputs = {k: net(x) for k, net in networks.items()}
+        if args.compile:                             # both graphs the timing calls, compiled first
+            p = instances.params
+            networks["compiled"] = sum_ee_gnn.compile_network(networks["current"], p.n_ues, p.n_aps, args.chunk, dtype)
+        best = {k: float("inf") for k in networks}
+        with torch.inference_mode():                 # inputs made here too: a compiled graph expects them
+            x = sum_ee_gnn.network_inputs(instances.gain_over_noise, checkpoint["input"], dtype)
+            outputs = {k: net(x[:args.chunk]) for k, net in networks.items()}
             for _ in range(args.repeats):
-                for k, net in networks.items():      # alternate, so both see the same machine load
+                for k, net in networks.items():      # alternate, so all see the same machine load
                     t = time.perf_counter()
                     for s in range(0, args.instances, args.chunk):
                         net(x[s:s + args.chunk])
                     best[k] = min(best[k], time.perf_counter() - t)
-        row = [f"{1e3 * best[k] / args.instances:.2f}" for k in modules]
-        if args.reference:
+        row = [f"{1e3 * best[k] / args.instances:.2f}" for k in names]
+        if other:
             diff = max(float((a - b).abs().max() / b.abs().max())
-                       for a, b in zip(outputs["current"], outputs["reference"]))
+                       for a, b in zip(outputs[other], outputs["current"]))
             row.append(f"{diff:.1e}")
         print(f"| {scenario} | " + " | ".join(row) + " |")
 
