@@ -449,7 +449,7 @@ class SumEEGnn(Solver):
                            "same powers | float32: faster, powers within about 1e-6 of float64's", choices=PRECISIONS),
                     Option("compile", bool, False, "true: the network through torch.compile (C++ kernels that fuse "
                            "each layer's K x K blocks; needs a C++ compiler), compiled in setup: a one-off minute or "
-                           "two, seconds once cached on disk; false: eager torch"))
+                           "two, about 20 s once cached on disk; false: eager torch"))
     training_options_spec = TRAINING_OPTIONS
 
     @classmethod
