@@ -335,9 +335,8 @@ def compile_network(network, n_ues: int, n_aps: int, chunk: int, dtype):
     """``network`` through ``torch.compile`` (inductor), compiled now for inputs of ``n_aps`` APs and
     ``n_ues`` UEs: one graph for a single instance (dynamo specialises a dimension of size 1) and,
     where ``chunk`` > 1, one for any batch of two or more (``dynamic=True``), so no later call of
-    ``solve`` compiles. The fused C++
-    kernels compute each layer's ReLU blocks and their category sums without writing the K x K
-    blocks to memory. Inductor caches the kernels on disk, per thread count. It compiles in this
+    ``solve`` compiles. The fused C++ kernels compute each layer's ReLU blocks and their category
+    sums without writing the K x K blocks to memory. Inductor caches the kernels on disk, per thread count. It compiles in this
     process (``compile_threads=1``): its pool of compile workers would outlive a harness worker.
     torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing semaphore,
     which a harness worker that is stopped leaves behind (a warning when ``cfbench run`` exits);

@@ -26,18 +26,26 @@ configurations=("$@")
 if [ ${#configurations[@]} -eq 0 ]; then
   configurations=(5ap-10ue 10ap-10ue 15ap-15ue)
 fi
+# the gnn options of a variant, in the array "option"
+variant_options() {
+  case "$1" in
+    base) option=(--set gnn:precision=float64) ;;
+    prune) option=(--set gnn:prune=ues) ;;
+    float32) option=(--set gnn:precision=float32) ;;
+    compile) option=(--set gnn:compile=true) ;;
+    float32-compile) option=(--set gnn:precision=float32 --set gnn:compile=true) ;;
+    joint) option=(--set gnn:weights=plugins/weights/gnn-sum-ee.pt) ;;
+    *) option=(--set "gnn:weights=plugins/weights/gnn-sum-ee-$1.pt") ;;
+  esac
+}
 if [ -n "${THREADS2:-}" ]; then
   for s in "${configurations[@]}"; do
-    for variant in "" -float32 -compile -float32-compile; do
-      case "$variant" in
-        -float32) option=(--set gnn:precision=float32) ;;
-        -compile) option=(--set gnn:compile=true) ;;
-        -float32-compile) option=(--set gnn:precision=float32 --set gnn:compile=true) ;;
-        *) option=(--set gnn:precision=float64) ;;
-      esac
+    for variant in base float32 compile float32-compile; do
+      variant_options "$variant"
+      name="$s-$variant"; [ "$variant" = base ] && name="$s"
       cfbench run --problem sum-ee --scenario "$s" --solvers gnn "${option[@]}" --instances 1024 --seed 1 \
-        --workers 1 --threads 2 --batch 1024 --quiet --overwrite --out "results/reference/sum-ee/gnn/threads2/$s$variant" \
-        > "results/reference/sum-ee/gnn/threads2/$s$variant.txt" 2>&1
+        --workers 1 --threads 2 --batch 1024 --quiet --overwrite --out "results/reference/sum-ee/gnn/threads2/$name" \
+        > "results/reference/sum-ee/gnn/threads2/$name.txt" 2>&1
     done
   done
   exit 0
@@ -53,14 +61,7 @@ for s in "${configurations[@]}"; do
       --seed 1 --workers "${WORKERS:-2}" --threads 1 --batch 1024 --quiet --overwrite --out "$out/$s" > "$out/$s.txt" 2>&1
   fi
   for variant in ${VARIANTS:-joint 24ep no-kappa deterministic prune float32 compile float32-compile}; do
-    case "$variant" in
-      prune) option=(--set gnn:prune=ues) ;;
-      float32) option=(--set gnn:precision=float32) ;;
-      compile) option=(--set gnn:compile=true) ;;
-      float32-compile) option=(--set gnn:precision=float32 --set gnn:compile=true) ;;
-      joint) option=(--set gnn:weights=plugins/weights/gnn-sum-ee.pt) ;;
-      *) option=(--set "gnn:weights=plugins/weights/gnn-sum-ee-$variant.pt") ;;
-    esac
+    variant_options "$variant"
     cfbench run --problem sum-ee --scenario "$s" --solvers gnn "${option[@]}" \
       --instances 1024 --seed 1 --workers 1 --threads 1 --batch 1024 --quiet --overwrite --out "$out/$s-$variant" \
       > "$out/$s-$variant.txt" 2>&1
