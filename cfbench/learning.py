@@ -1,4 +1,4 @@
-"""Shared plumbing of learned solvers: seeding, checkpoints, training logs.
+"""Shared plumbing of learned solvers: seeding, checkpoints, training logs, compilation.
 
 Checkpoints are plain dicts of tensors, numbers, strings and lists saved with
 ``torch.save`` and read back with ``torch.load(weights_only=True)``, which
@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -102,6 +104,63 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CfbenchError(f"{str(path)!r} is not a cfbench checkpoint (format {CHECKPOINT_FORMAT})")
     return checkpoint
+
+
+def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *, dynamic: bool | None = None,
+                          mark_batch_dynamic: bool = False) -> Callable:
+    """``fn`` through ``torch.compile`` (inductor), compiled now by calling it on each argument
+    tuple of ``warm_calls`` under ``torch.inference_mode()`` (the sizes the solver will call it
+    with; the values do not matter), so no later call compiles. ``mark_batch_dynamic``: the first dimension of every tensor
+    argument of a call whose batch is larger than one is marked dynamic (one graph for every
+    batch of two or more; dynamo specialises a dimension of size 1 anyway), the other sizes stay
+    static. Inductor caches the kernels on disk, per thread count. It compiles in this process
+    (``compile_threads=1``): its pool of compile workers would outlive a harness worker.
+    torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing semaphore,
+    which a harness worker that is stopped leaves behind (a warning when ``cfbench run`` exits);
+    a thread lock, set first, serves them. Any failure (no C++ compiler, above all) is one line
+    naming ``compile=false``."""
+    import torch
+    from torch._inductor import config as inductor_config
+    from tqdm import tqdm
+
+    if getattr(tqdm, "_lock", None) is None:
+        tqdm.set_lock(threading.RLock())
+    compiled = torch.compile(fn, dynamic=dynamic)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings(), inductor_config.patch(compile_threads=1):
+            for category in (FutureWarning, DeprecationWarning):   # torch's own deprecations, not the user's
+                warnings.simplefilter("ignore", category)
+            for args in warm_calls:
+                args = _cloned(args)                            # inference tensors, as ``solve`` passes
+                if mark_batch_dynamic:
+                    for x in _tensors(args):
+                        if x.shape[0] > 1:
+                            torch._dynamo.mark_dynamic(x, 0)
+                compiled(*args)
+    except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
+        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+        raise CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
+                           f"(g++ or clang++ on PATH); run with compile=false") from None
+    return compiled
+
+
+def _cloned(value):
+    """``value`` with every tensor in its tuples, lists and dicts cloned (under inference mode:
+    inference tensors, which the compiled graphs' guards tell from ordinary ones)."""
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cloned(v) for v in value)
+    return value.clone() if hasattr(value, "clone") else value
+
+
+def _tensors(value) -> list:
+    """The tensors in nested tuples, lists and dicts."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _tensors(v)]
+    return [value] if hasattr(value, "shape") else []
 
 
 @dataclass

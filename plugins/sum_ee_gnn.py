@@ -117,8 +117,6 @@ model) elsewhere; ``scripts/train_sum_ee_gnn.py`` retrains them with
 from __future__ import annotations
 
 import math
-import threading
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -126,8 +124,8 @@ import numpy as np
 
 from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import (TrainingLog, check_training_sizes, load_checkpoint, save_checkpoint, seed_everything,
-                               training_options)
+from cfbench.learning import (TrainingLog, check_training_sizes, compile_for_inference, load_checkpoint, save_checkpoint,
+                               seed_everything, training_options)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TABLE_II = ("5ap-10ue", "10ap-10ue", "15ap-15ue")
@@ -336,28 +334,10 @@ def compile_network(network, n_ues: int, n_aps: int, chunk: int, dtype):
     ``n_ues`` UEs: one graph for a single instance (dynamo specialises a dimension of size 1) and,
     where ``chunk`` > 1, one for any batch of two or more (``dynamic=True``), so no later call of
     ``solve`` compiles. The fused C++ kernels compute each layer's ReLU blocks and their category
-    sums without writing the K x K blocks to memory. Inductor caches the kernels on disk, per thread count. It compiles in this
-    process (``compile_threads=1``): its pool of compile workers would outlive a harness worker.
-    torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing semaphore,
-    which a harness worker that is stopped leaves behind (a warning when ``cfbench run`` exits);
-    a thread lock, set first, serves them."""
+    sums without writing the K x K blocks to memory (how it compiles: ``compile_for_inference``)."""
     torch = _torch()
-    from torch._inductor import config as inductor_config
-    from tqdm import tqdm
-
-    if getattr(tqdm, "_lock", None) is None:
-        tqdm.set_lock(threading.RLock())
-    compiled = torch.compile(network, dynamic=True)
-    try:
-        with torch.inference_mode(), warnings.catch_warnings(), inductor_config.patch(compile_threads=1):
-            warnings.simplefilter("ignore", FutureWarning)      # inductor's own deprecations, not the user's
-            for n in sorted({1, chunk}):                        # the sizes ``solve`` calls it with
-                compiled(torch.zeros(n, n_aps, n_ues, n_ues, 2, dtype=dtype))
-    except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
-        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
-        raise CfbenchError(f"gnn: compile=true failed ({message}); torch.compile needs a C++ compiler "
-                           f"(g++ or clang++ on PATH); run with compile=false") from None
-    return compiled
+    return compile_for_inference("gnn", network, [(torch.zeros(n, n_aps, n_ues, n_ues, 2, dtype=dtype),)
+                                                  for n in sorted({1, chunk})], dynamic=True)
 
 
 # --- inputs and outputs -----------------------------------------------------------------------
