@@ -78,32 +78,35 @@ class GnnInference:
     drops. ``time_solve`` is the solver's ``solve`` (inputs from the LSF and the readout
     included), ``time_forward`` the network alone; ``track_torch_threads`` records the
     thread count the timings ran with. Divide by ``n_instances`` for the time per drop
-    (``scripts/mmtc_gnn_speed.py`` prints that table, with an earlier version alongside)."""
+    (``scripts/mmtc_gnn_speed.py`` prints that table, with an earlier version alongside).
+    ``compile``: the option of that name (``torch.compile``, compiled in setup: about three
+    minutes when inductor's cache does not hold the kernels); ``time_forward`` then times the
+    compiled forward in the solver's chunks."""
 
-    params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256])
-    param_names = ["scenario", "n_instances"]
-    timeout = 300
+    params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256], [False, True])
+    param_names = ["scenario", "n_instances", "compile"]
+    timeout = 600
 
-    def setup(self, scenario, n):
+    def setup(self, scenario, n, compile):
         import torch
 
         from cfbench.plugins.mmtc_gnn import network_inputs
 
-        self.problem, self.solver = pinned_solver("mmtc", "het-gnn", scenario)
+        self.problem, self.solver = pinned_solver("mmtc", "het-gnn", scenario, compile=compile)
         self.torch = torch
         self.instances = self.problem.sample(scenario, n, seed=8)
         self.inputs = network_inputs(self.instances, self.solver.checkpoint["input"])
         self.solver.solve(self.instances)
-        self.time_forward(scenario, n)
+        self.time_forward(scenario, n, compile)
 
-    def time_solve(self, scenario, n):
+    def time_solve(self, scenario, n, compile):
         self.solver.solve(self.instances)
 
-    def time_forward(self, scenario, n):
+    def time_forward(self, scenario, n, compile):
         with self.torch.inference_mode():
-            self.solver.network(*self.inputs)
+            self.solver.forward(*self.inputs)
 
-    def track_torch_threads(self, scenario, n):
+    def track_torch_threads(self, scenario, n, compile):
         return self.torch.get_num_threads()
 
     track_torch_threads.unit = "threads"

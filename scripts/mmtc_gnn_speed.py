@@ -3,12 +3,15 @@ through the solver's ``solve`` (inputs and readout included), under
 ``torch.inference_mode()`` on one thread; also the number of tensor operations per forward
 (of one drop; the count does not depend on the batch).
 
-    python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--batch 256] [--repeats 5]
+    python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--compile] [--batch 256] [--repeats 5]
 
 ``--reference`` times a second copy of the module (e.g. an earlier version,
 ``git show COMMIT:plugins/mmtc_gnn.py > /tmp/old.py``) on the same drops in the same process,
 alternating with the current one, so that both see the same machine load; it also prints the
-largest relative difference of the output powers. Medians over the repeats (each repeat: 30
+largest relative difference of the output powers. ``--compile`` adds the current module with
+``compile=true`` (compiled in setup, not timed; its forward is the compiled one, run in the
+solver's chunks; its operations are not counted: inductor's kernels bypass the dispatcher).
+Medians over the repeats (each repeat: 30
 single-drop calls, one batch call). Last, the floor of the current forward: its twelve fused
 linear maps (one matrix product per layer and node type, which hold almost all of its
 arithmetic) timed alone at the forward's shapes and chunks, best of the repeats.
@@ -87,6 +90,7 @@ def linear_maps_floor(network, features: dict, drops: int, repeats: int) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", help="another copy of plugins/mmtc_gnn.py to time alongside")
+    parser.add_argument("--compile", action="store_true", help="also time compile=true")
     parser.add_argument("--scenario", default=SCENARIO)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
@@ -98,9 +102,12 @@ def main() -> None:
         modules = {"reference": load_module(args.reference), **modules}
     one = problem.sample(args.scenario, 1, seed=0)
     batch = problem.sample(args.scenario, args.batch, seed=0)
+    variants = [(label, module, {}) for label, module in modules.items()]
+    if args.compile:
+        variants.append(("current, compile=true", mmtc_gnn, {"compile": True}))
     cases = {}
-    for label, module in modules.items():
-        solver = module.HeterogeneousGnn()
+    for label, module, options in variants:
+        solver = module.HeterogeneousGnn(**options)
         solver.setup(problem, args.scenario)
         inputs = {n: module.network_inputs(inst, solver.checkpoint["input"]) for n, inst in (("1", one), ("B", batch))}
         cases[label] = (solver, inputs)
@@ -108,14 +115,17 @@ def main() -> None:
     calls = {}
     with torch.inference_mode():
         for label, (solver, inputs) in cases.items():
-            net = solver.network
+            net = getattr(solver, "forward", solver.network)
             net(*inputs["1"]), solver.solve(one), net(*inputs["B"])            # warm-up
+            if net is not solver.network:
+                calls[label] = "(compiled)"
+                continue
             with CountOps() as counter:
                 net(*inputs["1"])
             calls[label] = f"{counter.ops} (+ {counter.views} views)"
         for _ in range(args.repeats):
             for label, (solver, inputs) in cases.items():
-                net = solver.network
+                net = getattr(solver, "forward", solver.network)
                 times[label, "fwd1"].append(seconds(lambda: net(*inputs["1"]), 30))
                 times[label, "solve1"].append(seconds(lambda: solver.solve(one), 30))
                 times[label, "fwdB"].append(seconds(lambda: net(*inputs["B"]), 1) / args.batch)
@@ -139,10 +149,11 @@ def main() -> None:
     print()
     print(f"the current forward's fused linear maps alone (float32 GEMM, {mflop:.1f} MFLOP per drop, best of the "
           f"repeats): {floor_1 * 1e3:.3f} ms for 1 drop, {floor_b * 1e3:.3f} ms per drop in {args.batch}")
-    if "reference" in powers:
-        diff = max(float(np.max(np.abs(powers["current"][k] / powers["reference"][k] - 1))) for k in powers["current"])
-        print()
-        print(f"largest relative difference of the output powers, current vs reference, {args.batch} drops: {diff:.1e}")
+    for label in powers:
+        if label != "current":
+            diff = max(float(np.max(np.abs(powers[label][k] / powers["current"][k] - 1))) for k in powers["current"])
+            print()
+            print(f"largest relative difference of the output powers, {label} vs current, {args.batch} drops: {diff:.1e}")
 
 
 if __name__ == "__main__":

@@ -331,6 +331,44 @@ def test_solver_conforms_on_tiny():
     check_solver(gnn.HeterogeneousGnn, problem="mmtc", scenario="tiny")
 
 
+def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup():
+    """``compile=true`` (torch.compile: attention as broadcast sums fused by inductor): the eager
+    powers to float32 rounding (the logits are about 15 in magnitude, one float32 step 1e-6 of the
+    power) for a batch larger than the compiled chunk, a batch within it and one drop, on ``tiny``
+    (K_u = 1: an edge type without neighbours); no graph compiled after ``setup``. A cold compile
+    of the two graphs takes one to three minutes here."""
+    from torch._dynamo.utils import counters
+
+    inst = PROBLEM.sample("tiny", 200, seed=6)
+    eager = gnn.HeterogeneousGnn()
+    eager.setup(PROBLEM, "tiny")
+    compiled = gnn.HeterogeneousGnn(compile=True)
+    compiled.setup(PROBLEM, "tiny")
+    assert compiled.forward is not compiled.network and eager.forward is eager.network
+    graphs = counters["stats"]["unique_graphs"]
+    runs = {"chunks": (inst, slice(None)), "batch": (inst[:7], slice(0, 7)), "one": (inst[3], slice(3, 4))}
+    ref = eager.solve(inst)
+    for label, (part, rows) in runs.items():
+        got = compiled.solve(part)
+        for key in ref:
+            np.testing.assert_allclose(got[key], ref[key][rows], rtol=1e-5, atol=0, err_msg=f"{label} {key}")
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert np.ptp(np.log(ref["device_power_w"])) > 1.0          # powers that differ: the comparison has teeth
+
+
+def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
+    def broken(fn, **_):
+        def call(*args):
+            raise RuntimeError("Compiler: cc is not found.\nmore lines")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    solver = gnn.HeterogeneousGnn(compile=True)
+    with pytest.raises(CfbenchError, match=r"^het-gnn: compile=true failed \(RuntimeError: Compiler: cc is not "
+                                           r"found.\); .*run with compile=false$"):
+        solver.setup(PROBLEM, "tiny")
+
+
 def test_shipped_weights_beat_upc_on_the_default_setting():
     inst = PROBLEM.sample("ku2-kd10-m10-ms5", 24, seed=11)
     scores = {}
