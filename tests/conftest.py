@@ -37,3 +37,22 @@ def run_cli(*args, plugin_path: Path | None = None, cwd: Path | None = None, tim
         env["PYTHONPATH"] = str(plugin_path) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "cfbench.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=timeout)
+
+
+def assert_compile_fails_in_one_line(monkeypatch, solver, problem, scenario: str) -> None:
+    """With ``torch.compile`` failing as it does without a C++ compiler, ``solver`` (a learned
+    solver with option ``compile``) stops in ``setup`` with one line naming itself and
+    ``compile=false``, not inductor's traceback."""
+    import torch
+
+    from cfbench.api import CfbenchError
+
+    def broken(fn, **_):
+        def call(*args):
+            raise RuntimeError("Compiler: cc is not found.\nmore lines")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(CfbenchError, match=rf"^{solver.name}: compile=true failed \(RuntimeError: Compiler: cc is "
+                                           rf"not found.\); .*run with compile=false$"):
+        solver(compile=True).setup(problem, scenario)

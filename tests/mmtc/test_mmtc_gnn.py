@@ -23,7 +23,7 @@ from cfbench.problems import mmtc as mm  # noqa: E402
 from cfbench.problems import mmtc_torch as mt  # noqa: E402
 from cfbench.testing import check_solver  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import assert_compile_fails_in_one_line, run_cli  # noqa: E402
 
 PROBLEM = mm.Mmtc()
 
@@ -357,16 +357,7 @@ def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup():
 
 
 def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
-    def broken(fn, **_):
-        def call(*args):
-            raise RuntimeError("Compiler: cc is not found.\nmore lines")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
-    solver = gnn.HeterogeneousGnn(compile=True)
-    with pytest.raises(CfbenchError, match=r"^het-gnn: compile=true failed \(RuntimeError: Compiler: cc is not "
-                                           r"found.\); .*run with compile=false$"):
-        solver.setup(PROBLEM, "tiny")
+    assert_compile_fails_in_one_line(monkeypatch, gnn.HeterogeneousGnn, PROBLEM, "tiny")
 
 
 def test_shipped_weights_beat_upc_on_the_default_setting():

@@ -23,7 +23,7 @@ from cfbench.problems import sum_ee_torch as st  # noqa: E402
 from cfbench.problems.sum_ee import SumEE  # noqa: E402
 from cfbench.testing import check_solver  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import assert_compile_fails_in_one_line, run_cli  # noqa: E402
 
 PROBLEM = SumEE()
 SHIPPED = gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS
@@ -282,16 +282,7 @@ def test_compiled_network_gives_the_eager_powers_and_compiles_only_in_setup():
 
 
 def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
-    def broken(network, **_):
-        def call(*args):
-            raise RuntimeError("Compiler: cc is not found.\nmore lines")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
-    solver = gnn.SumEEGnn(compile=True)
-    with pytest.raises(CfbenchError, match=r"^gnn: compile=true failed \(RuntimeError: Compiler: cc is not found.\); "
-                                           r".*run with compile=false$"):
-        solver.setup(PROBLEM, "tiny")
+    assert_compile_fails_in_one_line(monkeypatch, gnn.SumEEGnn, PROBLEM, "tiny")
 
 
 def test_shipped_weights_switch_links_off_and_stay_in_budget():
