@@ -418,7 +418,7 @@ class HeterogeneousGnn(Solver):
     solves_batches = True
     options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped het-gnn-mmtc.pt)"),
                     Option("compile", bool, False, "true: the network through torch.compile (C++ kernels that fuse "
-                           "the attentions; needs a C++ compiler), compiled in setup: a one-off minute or two, "
+                           "the attentions; needs a C++ compiler), compiled in setup: a one-off 3-4 minutes, "
                            "seconds once inductor's disk cache holds the kernels"))
     training_options_spec = TRAINING_OPTIONS
 

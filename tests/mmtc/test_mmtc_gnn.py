@@ -331,18 +331,25 @@ def test_solver_conforms_on_tiny():
     check_solver(gnn.HeterogeneousGnn, problem="mmtc", scenario="tiny")
 
 
-def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup():
+def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup(tmp_path):
     """``compile=true`` (torch.compile: attention as broadcast sums fused by inductor): the eager
-    powers to float32 rounding (the logits are about 15 in magnitude, one float32 step 1e-6 of the
-    power) for a batch larger than the compiled chunk, a batch within it and one drop, on ``tiny``
-    (K_u = 1: an edge type without neighbours); no graph compiled after ``setup``. A cold compile
-    of the two graphs takes one to three minutes here."""
+    powers to float32 rounding for a batch larger than the compiled chunk, a batch within it and
+    one drop, on ``tiny`` (K_u = 1: an edge type without neighbours); no graph compiled after
+    ``setup``. A two-layer network of random weights keeps the cold compile (inductor's time
+    grows with the layers, not the sizes) under two minutes; the shipped six-layer one takes about
+    four (``results/latency/het_gnn_compile.md`` compares it)."""
     from torch._dynamo.utils import counters
 
+    from cfbench.learning import save_checkpoint
+
+    torch.manual_seed(8)
+    weights = save_checkpoint(tmp_path / "small.pt", {
+        "model": {"widths": [8, 8], "heads": 4}, "state_dict": gnn.build_network((8, 8), 4).state_dict(),
+        "input": load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)["input"]})
     inst = PROBLEM.sample("tiny", 200, seed=6)
-    eager = gnn.HeterogeneousGnn()
+    eager = gnn.HeterogeneousGnn(weights=str(weights))
     eager.setup(PROBLEM, "tiny")
-    compiled = gnn.HeterogeneousGnn(compile=True)
+    compiled = gnn.HeterogeneousGnn(weights=str(weights), compile=True)
     compiled.setup(PROBLEM, "tiny")
     assert compiled.forward is not compiled.network and eager.forward is eager.network
     graphs = counters["stats"]["unique_graphs"]
@@ -353,7 +360,7 @@ def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup():
         for key in ref:
             np.testing.assert_allclose(got[key], ref[key][rows], rtol=1e-5, atol=0, err_msg=f"{label} {key}")
     assert counters["stats"]["unique_graphs"] == graphs
-    assert np.ptp(np.log(ref["device_power_w"])) > 1.0          # powers that differ: the comparison has teeth
+    assert np.ptp(np.log(ref["device_power_w"])) > 0.1          # powers that differ: the comparison has teeth
 
 
 def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
