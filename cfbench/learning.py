@@ -110,15 +110,15 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
                           mark_batch_dynamic: bool = False) -> Callable:
     """``fn`` through ``torch.compile`` (inductor), compiled now by calling it on each argument
     tuple of ``warm_calls`` under ``torch.inference_mode()`` (the sizes the solver will call it
-    with; the values do not matter), so no later call compiles. ``mark_batch_dynamic``: the first dimension of every tensor
-    argument of a call whose batch is larger than one is marked dynamic (one graph for every
-    batch of two or more; dynamo specialises a dimension of size 1 anyway), the other sizes stay
-    static. Inductor caches the kernels on disk, per thread count. It compiles in this process
-    (``compile_threads=1``): its pool of compile workers would outlive a harness worker.
-    torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing semaphore,
-    which a harness worker that is stopped leaves behind (a warning when ``cfbench run`` exits);
-    a thread lock, set first, serves them. Any failure (no C++ compiler, above all) is one line
-    naming ``compile=false``."""
+    with; the values do not matter), so no later call compiles. ``mark_batch_dynamic``: the first
+    dimension of every tensor argument of a call whose batch is larger than one is marked dynamic
+    (one graph for every batch of two or more; dynamo specialises a dimension of size 1 anyway), the
+    other sizes stay static. Inductor caches the kernels on disk, per thread count. It compiles in
+    this process (``compile_threads=1``): its pool of compile workers would outlive a harness
+    worker. torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing
+    semaphore, which a harness worker that is stopped leaves behind (a warning when ``cfbench run``
+    exits); a thread lock, set first, serves them. Any failure (no C++ compiler, above all) is one
+    line naming ``compile=false``."""
     import torch
     from torch._inductor import config as inductor_config
     from tqdm import tqdm
