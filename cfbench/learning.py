@@ -131,12 +131,7 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
             for category in (FutureWarning, DeprecationWarning):   # torch's own deprecations, not the user's
                 warnings.simplefilter("ignore", category)
             for args in warm_calls:
-                args = _cloned(args)                            # inference tensors, as ``solve`` passes
-                if mark_batch_dynamic:
-                    for x in _tensors(args):
-                        if x.shape[0] > 1:
-                            torch._dynamo.mark_dynamic(x, 0)
-                compiled(*args)
+                compiled(*_inference_copy(args, mark_batch_dynamic))
     except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
         message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
         raise CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
@@ -144,23 +139,22 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
     return compiled
 
 
-def _cloned(value):
-    """``value`` with every tensor in its tuples, lists and dicts cloned (under inference mode:
-    inference tensors, which the compiled graphs' guards tell from ordinary ones)."""
-    if isinstance(value, dict):
-        return {k: _cloned(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return type(value)(_cloned(v) for v in value)
-    return value.clone() if hasattr(value, "clone") else value
+def _inference_copy(value, mark_batch_dynamic: bool):
+    """``value`` with every tensor in its tuples, lists and dicts cloned (called under inference
+    mode: inference tensors, as ``solve`` passes them, which the compiled graphs' guards tell from
+    ordinary ones), dimension 0 marked dynamic where asked and larger than one."""
+    import torch
 
-
-def _tensors(value) -> list:
-    """The tensors in nested tuples, lists and dicts."""
     if isinstance(value, dict):
-        return [x for v in value.values() for x in _tensors(v)]
+        return {k: _inference_copy(v, mark_batch_dynamic) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
-        return [x for v in value for x in _tensors(v)]
-    return [value] if hasattr(value, "shape") else []
+        return type(value)(_inference_copy(v, mark_batch_dynamic) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return value
+    copy = value.clone()
+    if mark_batch_dynamic and copy.shape[0] > 1:
+        torch._dynamo.mark_dynamic(copy, 0)
+    return copy
 
 
 @dataclass

@@ -11,10 +11,10 @@ alternating with the current one, so that both see the same machine load; it als
 largest relative difference of the output powers. ``--compile`` adds the current module with
 ``compile=true`` (compiled in setup, not timed; its forward is the compiled one, run in the
 solver's chunks; its operations are not counted: inductor's kernels bypass the dispatcher).
-Medians over the repeats (each repeat: 30
-single-drop calls, one batch call). Last, the floor of the current forward: its twelve fused
-linear maps (one matrix product per layer and node type, which hold almost all of its
-arithmetic) timed alone at the forward's shapes and chunks, best of the repeats.
+Medians over the repeats (each repeat: 30 single-drop calls, one batch call). Last, the floor
+of the current forward: its twelve fused linear maps (one matrix product per layer and node
+type, which hold almost all of its arithmetic) timed alone at the forward's shapes and chunks,
+best of the repeats.
 """
 
 from __future__ import annotations
