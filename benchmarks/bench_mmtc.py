@@ -79,7 +79,7 @@ class GnnInference:
     included), ``time_forward`` the network alone; ``track_torch_threads`` records the
     thread count the timings ran with. Divide by ``n_instances`` for the time per drop
     (``scripts/mmtc_gnn_speed.py`` prints that table, with an earlier version alongside).
-    ``compile``: the option of that name (``torch.compile``, compiled in setup: three to four
+    ``compile``: the option of that name (``torch.compile``, compiled in setup: four to five
     minutes when inductor's cache does not hold the kernels); ``time_forward`` then times the
     compiled forward in the solver's chunks."""
 

@@ -60,10 +60,12 @@ optimum's microwatts). The epoch with the best validation score (the loss
 without the multiplier's drift) is kept.
 
 Inference. Eager by default (the layer's folded form, ``Layer``). Option ``compile=true``
-runs the network through ``torch.compile`` (``compile_network``): the attentions become
-broadcast sums that inductor fuses with the softmax, compiled in ``setup`` for the scenario's
-sizes; the same powers to float32 rounding, 3.5x faster for one drop and 2.1x per drop in
-batches (``results/latency/het_gnn_compile.md``).
+runs the network through ``torch.compile`` (``compile_network``) in a feature-major layout,
+``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix
+product over all nodes and drops, and each attention a broadcast sum over a leading axis, which
+inductor turns into loops vectorised along the drops (the terminals for one drop) and fuses with
+the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes; the same logits
+to float32 rounding (``results/latency/het_gnn_compile.md`` gives the speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
 :mod:`cfbench.dataset`); split 80/10/10 in stream order (the last 10 % is the
@@ -155,22 +157,37 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         (..., S, c + 2) whose entry ``c`` is 1; the scale and the edge attributes are folded
         into them (see ``Layer``). The softmax is written out (``torch.softmax`` over rows of
         ten is several times slower on CPU) and normalised after the product with ``v``, by
-        its column of ones. Under ``torch.compile`` both products are broadcast sums, which
-        inductor fuses with the softmax into its own loops (a matrix product of 10 x 11 matrices
-        would stay one library call per product)."""
-        if torch.compiler.is_compiling():
-            score = (q.unsqueeze(-2) * k.unsqueeze(-3)).sum(-1)
-            if self_mask is not None:
-                score = score + self_mask
-            o = (torch.exp(score - score.amax(-1, keepdim=True)).unsqueeze(-1) * v.unsqueeze(-3)).sum(-2)
-            c = v.shape[-1] - 2
-            return o / o[..., c:c + 1]
+        its column of ones."""
         score = torch.matmul(q, k.transpose(-1, -2))
         if self_mask is not None:
             score += self_mask
         o = torch.matmul(torch.exp_(score - score.amax(-1, keepdim=True)), v)
         c = v.shape[-1] - 2
         return o / o[..., c:c + 1]
+
+    def attend_feature_major(q, k, v, group_axis: int, self_mask):
+        """``attend`` on feature-major tensors ``q``, ``k`` (H, c + 1, M, K, B) and ``v``
+        (H, c + 2, M, K, B) of one node type pair, neighbourhoods along the terminals
+        (``group_axis`` 2: the groups are the APs) or along the APs (3: the groups are the
+        terminals). Both products are broadcast sums over a leading axis, so a compiler keeps the
+        last axes (the drops, then the terminals) innermost, vectorised, with no horizontal
+        reductions. Returns (H, c + 2, M, K_dst, B)."""
+        if group_axis == 2:                                      # score (H, M, K_dst, K_src, B)
+            score = (q[:, :, :, :, None] * k[:, :, :, None]).sum(1)
+            if self_mask is not None:
+                score = score + self_mask[:, :, None]
+            weight = torch.exp(score - score.amax(3, keepdim=True))
+            o = (weight[:, None] * v[:, :, :, None]).sum(4)
+        else:                                                    # score (H, M_dst, M_src, K, B)
+            score = (q[:, :, :, None] * k[:, :, None]).sum(1) + self_mask[:, :, None, None]
+            weight = torch.exp(score - score.amax(2, keepdim=True))
+            o = (weight[:, None] * v[:, :, None]).sum(3)
+        c = v.shape[1] - 2
+        return o / o[:, c:c + 1]
+
+    def diagonal_mask(n: int, dtype):
+        """``without_self`` built afresh (a compiled graph holds it as a constant; no cache to guard)."""
+        return torch.where(torch.eye(n, dtype=torch.bool), float("-inf"), 0.0).to(dtype)
 
     class Layer(nn.Module):
         """One update (37)-(39) of both node types. The parameters are those of the equations:
@@ -255,15 +272,14 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 self._fused_cache = (key, fused)
             return fused
 
-        def forward(self, x: dict, active: dict, context: dict | None = None, fused: dict | None = None) -> dict:
-            """``x[t]`` (B, M, K_t, width_in), ``active[t]`` (B, M, K_t) 0/1; ``fused``: this layer's
-            ``fused()`` when the caller holds it (a compiled forward, see ``compile_network``)."""
+        def forward(self, x: dict, active: dict, context: dict | None = None) -> dict:
+            """``x[t]`` (B, M, K_t, width_in), ``active[t]`` (B, M, K_t) 0/1."""
             context = context if context is not None else prepare(active)
             B, M = x["user"].shape[:2]
             K = {t: v.shape[2] for t, v in x.items()}
             H, c, w = heads, self.head_size, self.width
             live = live_edge_types(K, M)
-            fused = fused if fused is not None else self.fused(live)
+            fused = self.fused(live)
             root, q, k, v = {}, {}, {}, {}
             nq = 3 * H * (c + 1)
             for t in EDGE_TYPES:
@@ -271,11 +287,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                              fused[t][0].t()).view(B, M, K[t], -1)            # the bias is the weight of the 1 column
                 root[t] = y[..., :w]
                 qt = y[..., w:w + nq].view(B, M, K[t], 3, H, c + 1)
-                if torch.compiler.is_compiling():                               # inductor fuses it; no write into y
-                    qa = context["qa"][t]
-                    qt = qt * torch.cat([torch.ones_like(qa).expand(B, M, K[t], 1, 1, c), qa], -1)
-                else:
-                    qt[..., c:].mul_(context["qa"][t])                          # [q, a q (d_1 - d_0)]
+                qt[..., c:].mul_(context["qa"][t])                              # [q, a q (d_1 - d_0)]
                 # per slot (B, M, H, K, c + 1 or c + 2)
                 q[t] = qt.permute(3, 0, 1, 4, 2, 5).unbind(0)
                 k[t] = y[..., w + nq:w + 2 * nq].view(B, M, K[t], 3, H, c + 1).permute(3, 0, 1, 4, 2, 5).unbind(0)
@@ -300,6 +312,51 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 out[dst] = self.norm[dst](torch.relu(h))
             return out
 
+        def forward_feature_major(self, x: dict, active: dict, fused: dict, live: dict) -> dict:
+            """``forward`` on feature-major tensors, the layout of the compiled forward
+            (``compile_network``): ``x[t]`` (width_in, M, K_t, B), ``active[t]`` (M, K_t, B),
+            ``fused`` this layer's ``fused()``, ``live`` from ``live_edge_types``. The same
+            terms (summed in another order), so the same values to float32 rounding
+            (``tests/mmtc/test_mmtc_gnn.py``). The linear map is one matrix product over every node
+            and drop; with the drops (then the terminals) innermost, each attention, its softmax and
+            the layer norm are loops over leading axes of vectors along the drops, which inductor
+            vectorises without horizontal sums (``attend_feature_major``). Eagerly it is slower than
+            ``forward``."""
+            M, B = x["user"].shape[1], x["user"].shape[3]
+            K = {t: v.shape[2] for t, v in x.items()}
+            H, c, w = heads, self.head_size, self.width
+            nq = 3 * H * (c + 1)
+            root, q, k, v = {}, {}, {}, {}
+            for t in EDGE_TYPES:
+                xa1 = torch.cat([x[t], active[t][None], torch.ones_like(active[t])[None]])     # [h, a, 1]
+                y = torch.mm(fused[t][0], xa1.view(xa1.shape[0], -1)).view(-1, M, K[t], B)
+                root[t] = y[:w]
+                qt = y[w:w + nq].view(3, H, c + 1, M, K[t], B)
+                q[t] = torch.cat([qt[:, :, :c], qt[:, :, c:] * active[t]], 2)               # [q, a q (d_1 - d_0)]
+                k[t] = y[w + nq:w + 2 * nq].view(3, H, c + 1, M, K[t], B)
+                v[t] = y[w + 2 * nq:].view(3, H, c + 2, M, K[t], B)
+            out = {}
+            for dst in EDGE_TYPES:
+                m0 = extra = None
+                for name, src, axis, i, j in edges_into[dst]:
+                    if not live[name]:
+                        continue
+                    n = K[dst] if axis == "terminal" else M
+                    mask = diagonal_mask(n, y.dtype) if src == dst else None
+                    o = attend_feature_major(q[dst][i], k[src][j], v[src][j], 2 if axis == "terminal" else 3, mask)
+                    dd = fused[dst][1][i].view(H, c, 1, 1, 1)
+                    m0 = o[:, :c] if m0 is None else m0 + o[:, :c]
+                    extra = o[:, c + 1:] * dd if extra is None else extra + o[:, c + 1:] * dd
+                h = root[dst]
+                if m0 is not None:                                   # (H, c, M, K, B) -> (width, M, K, B)
+                    h = h + (m0 + active[dst] * extra).view(h.shape)
+                h = torch.relu(h)
+                norm = self.norm[dst]
+                centred = h - h.mean(0)
+                scale = torch.rsqrt((centred * centred).mean(0) + norm.eps)
+                out[dst] = centred * scale * norm.weight.view(-1, 1, 1, 1) + norm.bias.view(-1, 1, 1, 1)
+            return out
+
     def prepare(active: dict) -> dict:
         """What every layer reads from the activity: ``[a, 1]`` as feature columns, the factor
         ``a`` of the queries' last entry and of the messages."""
@@ -314,24 +371,35 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             self.layers = nn.ModuleList(Layer(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
             self.out = nn.ModuleDict({t: nn.Linear(sizes[-1], 1) for t in EDGE_TYPES})   # Lambda_out
 
-        def forward(self, features: dict, active: dict, fused: list | None = None,
-                    chunk_nodes: int | None = CHUNK_NODES) -> dict:
+        def forward(self, features: dict, active: dict, chunk_nodes: int | None = CHUNK_NODES) -> dict:
             """``features[t]`` (B, M, K_t) standardised log-LSF, ``active[t]`` (B, M, K_t) 0/1;
             returns the pre-sigmoid logits (B, K_t), averaged over the APs (36). Without
             gradients a large batch runs in chunks of about ``chunk_nodes`` line-graph nodes: the
             drops are independent, and a layer's (nodes, about 11 width) intermediate stays in
-            the cache (one thread: 1.4x faster per drop at 256 default drops than in one piece).
-            ``fused``: every layer's ``fused()``, held by a compiled forward."""
+            the cache (one thread: 1.4x faster per drop at 256 default drops than in one piece)."""
             B, M = features["user"].shape[:2]
             if chunk_nodes and not torch.is_grad_enabled():
                 chunk = max(1, chunk_nodes // (M * sum(f.shape[2] for f in features.values())))
                 if B > chunk:
-                    return in_chunks(lambda f, a: self(f, a, fused, None), features, active, chunk)
+                    return in_chunks(lambda f, a: self(f, a, None), features, active, chunk)
             context = prepare(active)
             x = {t: f.unsqueeze(-1) for t, f in features.items()}
-            for layer, held in zip(self.layers, fused or [None] * len(self.layers)):
-                x = layer(x, active, context, held)
+            for layer in self.layers:
+                x = layer(x, active, context)
             return {t: self.out[t](x[t]).squeeze(-1).mean(dim=1) for t in EDGE_TYPES}
+
+        def forward_feature_major(self, features: dict, active: dict, fused: list) -> dict:
+            """``forward`` through the layers' ``forward_feature_major`` (inputs and logits as
+            ``forward``'s, one piece), with every layer's ``fused()`` given: the compiled forward."""
+            B, M = features["user"].shape[:2]
+            K = {t: f.shape[2] for t, f in features.items()}
+            live = live_edge_types(K, M)
+            x = {t: f.permute(1, 2, 0)[None] for t, f in features.items()}           # (1, M, K_t, B)
+            a = {t: v.permute(1, 2, 0) for t, v in active.items()}
+            for layer, held in zip(self.layers, fused):
+                x = layer.forward_feature_major(x, a, held, live)
+            return {t: (torch.mm(self.out[t].weight, x[t].view(x[t].shape[0], -1)).view(M, K[t], B)
+                        + self.out[t].bias).mean(0).t() for t in EDGE_TYPES}
 
     return HeterogeneousGNN()
 
@@ -356,11 +424,12 @@ def in_chunks(forward: Callable, features: dict, active: dict, chunk: int) -> di
 
 def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: int) -> Callable:
     """The forward through ``torch.compile`` (inductor), for drops of ``(K_u, K_d, M)``: the
-    layers' ``fused()`` maps taken once (they are constants of the compiled graph), attention as
-    broadcast sums that inductor fuses with the softmax (see ``attend``). Compiled now for one
-    drop and for a batch of ``chunk`` (one graph for every batch of two or more: the batch
-    dimension is dynamic, the rest static); larger batches run in chunks of ``chunk`` drops.
-    How it compiles, and its one-line failure without a C++ compiler: ``compile_for_inference``."""
+    network's ``forward_feature_major`` with the layers' ``fused()`` maps taken once (constants
+    of the compiled graph). Compiled now for one drop and for a batch of ``chunk`` (one graph for
+    every batch of two or more: the batch dimension is dynamic, the rest static); larger batches
+    run in chunks of ``chunk`` drops. Each call checks only its inputs (``guard_arguments_only``):
+    the solver's network is its own and never changes after ``setup``. How it compiles, and its
+    one-line failure without a C++ compiler: ``compile_for_inference``."""
     torch = _torch()
     live = live_edge_types({"user": n_users, "device": n_devices}, n_aps)
 
@@ -370,13 +439,12 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
 
     with torch.inference_mode():
         fused = [layer.fused(live) for layer in network.layers]
-        network(*drops(1), fused, None)     # fills the network's cache of masks first: the graphs guard on it
 
     def forward(features: dict, active: dict) -> dict:
-        return network(features, active, fused, None)
+        return network.forward_feature_major(features, active, fused)
 
     compiled = compile_for_inference("het-gnn", forward, [drops(n) for n in sorted({1, chunk})],
-                                     mark_batch_dynamic=True)
+                                     mark_batch_dynamic=True, guard_arguments_only=True, cpp_wrapper=True)
     return lambda features, active: in_chunks(compiled, features, active, chunk)
 
 
@@ -420,7 +488,7 @@ class HeterogeneousGnn(Solver):
     solves_batches = True
     options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped het-gnn-mmtc.pt)"),
                     Option("compile", bool, False, "true: the network through torch.compile (C++ kernels that fuse "
-                           "the attentions; needs a C++ compiler), compiled in setup: a one-off 3-4 minutes, "
+                           "the attentions; needs a C++ compiler), compiled in setup: a one-off 4-5 minutes, "
                            "seconds once inductor's disk cache holds the kernels"))
     training_options_spec = TRAINING_OPTIONS
 

@@ -8,7 +8,7 @@ through the solver's ``solve`` (inputs and readout included), under
 ``--reference`` times a second copy of the module (e.g. an earlier version,
 ``git show COMMIT:plugins/mmtc_gnn.py > /tmp/old.py``) on the same drops in the same process,
 alternating with the current one, so that both see the same machine load; it also prints the
-largest relative difference of the output powers. ``--compile`` adds the current module with
+largest relative difference of the output powers. ``--compile`` adds each module with
 ``compile=true`` (compiled in setup, not timed; its forward is the compiled one, run in the
 solver's chunks; its operations are not counted: inductor's kernels bypass the dispatcher).
 Medians over the repeats (each repeat: 30 single-drop calls, one batch call). Last, the floor
@@ -104,7 +104,7 @@ def main() -> None:
     batch = problem.sample(args.scenario, args.batch, seed=0)
     variants = [(label, module, {}) for label, module in modules.items()]
     if args.compile:
-        variants.append(("current, compile=true", mmtc_gnn, {"compile": True}))
+        variants += [(f"{label}, compile=true", module, {"compile": True}) for label, module in modules.items()]
     cases = {}
     for label, module, options in variants:
         solver = module.HeterogeneousGnn(**options)
