@@ -152,6 +152,11 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             masks[n, dtype] = torch.zeros(n, n, dtype=dtype).fill_diagonal_(float("-inf"))
         return masks[n, dtype]
 
+    def live_edges_into(dst: str, live: dict) -> list:
+        """The edge types into node type ``dst`` that have neighbours: (name, source node type,
+        axis, slot among ``dst``'s queries, slot among the source's keys and values)."""
+        return [edge for edge in edges_into[dst] if live[edge[0]]]
+
     def attend(q, k, v, self_mask):
         """Softmax attention of ``q`` (..., D, c + 1) over ``k`` (..., S, c + 1) and ``v``
         (..., S, c + 2) whose entry ``c`` is 1; the scale and the edge attributes are folded
@@ -295,9 +300,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             out = {}
             for dst in EDGE_TYPES:
                 m0 = extra = None
-                for name, src, axis, i, j in edges_into[dst]:
-                    if not live[name]:
-                        continue
+                for name, src, axis, i, j in live_edges_into(dst, live):
                     if axis == "terminal":   # neighbours share the AP: groups = APs, members = terminals
                         o = attend(q[dst][i], k[src][j], v[src][j], without_self(K[dst], x[dst].dtype) if src == dst else None)
                     else:                    # neighbours share the terminal: groups = terminals, members = APs
@@ -338,9 +341,7 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             out = {}
             for dst in EDGE_TYPES:
                 m0 = extra = None
-                for name, src, axis, i, j in edges_into[dst]:
-                    if not live[name]:
-                        continue
+                for name, src, axis, i, j in live_edges_into(dst, live):
                     n = K[dst] if axis == "terminal" else M
                     mask = diagonal_mask(n, y.dtype) if src == dst else None
                     o = attend_feature_major(q[dst][i], k[src][j], v[src][j], 2 if axis == "terminal" else 3, mask)
