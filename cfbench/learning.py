@@ -138,7 +138,7 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
     if guard_arguments_only:
         arguments = set(inspect.signature(fn).parameters)
 
-        def keep(entries) -> list[bool]:   # global state ("") and shapes, and what the arguments root
+        def keep(entries) -> list[bool]:   # global state (no name), shapes, guards on an argument
             return [entry.name == "" or entry.guard_type == "SHAPE_ENV"
                     or re.split(r"[\[.]", entry.name)[0] in arguments for entry in entries]
 

@@ -95,8 +95,8 @@ WIDTHS = (32, 32, 64, 64, 32, 32)
 HEADS = 4
 #: line-graph nodes per chunk of a batch at inference (see ``build_network``'s forward)
 CHUNK_NODES = 3072
-#: the same for the compiled forward (option ``compile``): 25 default drops; per drop, chunks of 8 to 32
-#: drops were within 3 % of each other, 1 drop 2x and 128-256 drops 1.25x slower (het_gnn_compile.md)
+#: the same for the compiled forward (option ``compile``): 25 default drops; per drop, chunks of 16 to 64
+#: drops were within 3 % of each other, 128 drops 1.1x and 2-8 drops 1.4-3.3x slower (medians, het_gnn_compile.md)
 COMPILED_CHUNK_NODES = 3072
 #: edge types into each node type: (name, source node type, axis the neighbourhood runs along)
 EDGE_TYPES = {
@@ -372,17 +372,16 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
             self.layers = nn.ModuleList(Layer(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
             self.out = nn.ModuleDict({t: nn.Linear(sizes[-1], 1) for t in EDGE_TYPES})   # Lambda_out
 
-        def forward(self, features: dict, active: dict, chunk_nodes: int | None = CHUNK_NODES) -> dict:
+        def forward(self, features: dict, active: dict) -> dict:
             """``features[t]`` (B, M, K_t) standardised log-LSF, ``active[t]`` (B, M, K_t) 0/1;
             returns the pre-sigmoid logits (B, K_t), averaged over the APs (36). Without
-            gradients a large batch runs in chunks of about ``chunk_nodes`` line-graph nodes: the
+            gradients a large batch runs in chunks of about ``CHUNK_NODES`` line-graph nodes: the
             drops are independent, and a layer's (nodes, about 11 width) intermediate stays in
             the cache (one thread: 1.4x faster per drop at 256 default drops than in one piece)."""
             B, M = features["user"].shape[:2]
-            if chunk_nodes and not torch.is_grad_enabled():
-                chunk = max(1, chunk_nodes // (M * sum(f.shape[2] for f in features.values())))
-                if B > chunk:
-                    return in_chunks(lambda f, a: self(f, a, None), features, active, chunk)
+            chunk = max(1, CHUNK_NODES // (M * sum(f.shape[2] for f in features.values())))
+            if B > chunk and not torch.is_grad_enabled():
+                return in_chunks(self, features, active, chunk)            # each piece fits one chunk
             context = prepare(active)
             x = {t: f.unsqueeze(-1) for t, f in features.items()}
             for layer in self.layers:

@@ -189,8 +189,9 @@ def test_feature_major_forward_is_the_forward(scenario):
     shapes); ``tiny`` has an edge type without neighbours."""
     torch.manual_seed(6)
     inst = PROBLEM.sample(scenario, 6, seed=12)
-    shipped = gnn.network_from_checkpoint(load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)).eval()
-    f, a = gnn.network_inputs(inst, load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)["input"])
+    checkpoint = load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)
+    shipped = gnn.network_from_checkpoint(checkpoint).eval()
+    f, a = gnn.network_inputs(inst, checkpoint["input"])
     live = gnn.live_edge_types({t: v.shape[2] for t, v in f.items()}, f["user"].shape[1])
     for net in (gnn.build_network().eval(), shipped):
         for dtype, check in ((torch.float32, "float32"), (torch.float64, "float64")):
