@@ -184,34 +184,38 @@ def test_fused_forward_is_the_per_edge_type_forward(scenario):
 @pytest.mark.parametrize("scenario", ["ku2-kd10-m10-ms5", "ku1-kd5-m10-ms5", "ku2-kd10-m5-ms5", "tiny"])
 def test_feature_major_forward_is_the_forward(scenario):
     """The compiled forward's layout (``forward_feature_major``, run here eagerly) computes the
-    same function: in float64 to 1e-12; in float32 the logits to 1e-6 of the largest one (a few
-    float32 steps: float rounding of sums in another order), for a batch and for one drop (its own
-    shapes); ``tiny`` has an edge type without neighbours."""
+    same function, for a batch and for one drop (its own shapes): in float64 to 1e-12; in float32
+    as accurately as the eager forward, both within 2e-6 of the largest logit of the float64 truth
+    (float rounding of sums in different orders: the eager float32 forward itself is 1.2e-6 off on
+    one of these drops on an AMD EPYC, where the BLAS blocks one drop differently from a batch).
+    ``tiny`` has an edge type without neighbours."""
     torch.manual_seed(6)
     inst = PROBLEM.sample(scenario, 6, seed=12)
     checkpoint = load_checkpoint(gnn.WEIGHTS_DIR / gnn.SHIPPED_WEIGHTS)
     shipped = gnn.network_from_checkpoint(checkpoint).eval()
     f, a = gnn.network_inputs(inst, checkpoint["input"])
     live = gnn.live_edge_types({t: v.shape[2] for t, v in f.items()}, f["user"].shape[1])
+    one = slice(2, 3)
     for net in (gnn.build_network().eval(), shipped):
-        for dtype, check in ((torch.float32, "float32"), (torch.float64, "float64")):
+        runs = {}
+        for dtype in (torch.float32, torch.float64):
             n = copy.deepcopy(net).to(dtype)
             fd, ad = ({t: v.to(dtype) for t, v in d.items()} for d in (f, a))
+            f1, a1 = ({t: v[one] for t, v in d.items()} for d in (fd, ad))
             with torch.inference_mode():
                 fused = [layer.fused(live) for layer in n.layers]
-                ref = n(fd, ad)
-                runs = {"batch": (n.forward_feature_major(fd, ad, fused), slice(None)),
-                        "one": (n.forward_feature_major(*({t: v[2:3] for t, v in d.items()} for d in (fd, ad)), fused),
-                                slice(2, 3))}
-            for label, (got, rows) in runs.items():
-                for t in ref:
-                    assert got[t].shape == ref[t][rows].shape
-                    if check == "float32":
-                        error = (got[t] - ref[t][rows]).abs().max() / ref[t][rows].abs().max()
-                        assert float(error) < 1e-6, (label, t)
-                    else:
-                        np.testing.assert_allclose(got[t].numpy(), ref[t][rows].numpy(), rtol=1e-12, atol=1e-12)
-        assert ref["device"].std() > 1e-3
+                runs[dtype] = {("eager", "batch"): n(fd, ad), ("feature-major", "batch"): n.forward_feature_major(fd, ad, fused),
+                               ("eager", "one"): n(f1, a1), ("feature-major", "one"): n.forward_feature_major(f1, a1, fused)}
+        truth = {"batch": runs[torch.float64]["eager", "batch"], "one": {t: v[one] for t, v in runs[torch.float64]["eager", "batch"].items()}}
+        for (form, label), got in runs[torch.float64].items():
+            for t in got:
+                np.testing.assert_allclose(got[t].numpy(), truth[label][t].numpy(), rtol=1e-12, atol=1e-12)
+        for (form, label), got in runs[torch.float32].items():
+            for t in got:
+                assert got[t].shape == truth[label][t].shape
+                error = (got[t].double() - truth[label][t]).abs().max() / truth[label][t].abs().max()
+                assert float(error) < 2e-6, (form, label, t, float(error))
+        assert truth["batch"]["device"].std() > 1e-3
 
 
 def test_fused_forward_trains_like_the_per_edge_type_forward():

@@ -307,7 +307,10 @@ def test_pruning_ues_only_zeroes_whole_rows_and_never_lowers_the_objective():
     assert s_after.feasible.all()
     assert np.all(s_after.objective >= s_before.objective) and s_after.objective.mean() > s_before.objective.mean()
     one_by_one = np.concatenate([pruned.solve(inst[i:i + 1])["power_w"] for i in range(len(inst))])
-    np.testing.assert_array_equal(one_by_one, after)                      # a batch changes nothing
+    # a batch changes nothing: the same rows switched off, the powers to float64 rounding (the BLAS
+    # blocks a batch and one instance differently on some CPUs: AMD EPYC, 5e-15 relative)
+    np.testing.assert_array_equal(one_by_one == 0.0, after == 0.0)
+    np.testing.assert_allclose(one_by_one, after, rtol=1e-12, atol=0.0)
     # no single UE left on can be switched off with a gain: a local optimum of the move
     for i in range(4):
         for k in np.flatnonzero(after[i].sum(-1) > 0):
