@@ -77,6 +77,9 @@ held-out test part, never read in training). Weights: ``SHIPPED_WEIGHTS``;
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -95,9 +98,10 @@ WIDTHS = (32, 32, 64, 64, 32, 32)
 HEADS = 4
 #: line-graph nodes per chunk of a batch at inference (see ``build_network``'s forward)
 CHUNK_NODES = 3072
-#: the same for the compiled forward (option ``compile``): 25 default drops; per drop, chunks of 16 to 64
-#: drops were within 3 % of each other, 128 drops 1.1x and 2-8 drops 1.4-3.3x slower (medians, het_gnn_compile.md)
-COMPILED_CHUNK_NODES = 3072
+#: drops per chunk of the compiled forward (option ``compile``): one AVX-512 vector of float32 along the
+#: drops, the innermost axis of its loops; 8 / 12 / 16 / 25 / 32 drops took 0.73 / 0.63 / 0.54 / 0.66 / 0.66
+#: ms per drop of the default scenario on an AMD EPYC (het_gnn_compile.md)
+COMPILED_CHUNK_DROPS = 16
 #: edge types into each node type: (name, source node type, axis the neighbourhood runs along)
 EDGE_TYPES = {
     "user": (("ap_uu", "user", "terminal"), ("ap_du", "device", "terminal"), ("user", "user", "ap")),
@@ -429,7 +433,13 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     every batch of two or more: the batch dimension is dynamic, the rest static); larger batches
     run in chunks of ``chunk`` drops. Each call checks only its inputs (``guard_arguments_only``):
     the solver's network is its own and never changes after ``setup``. How it compiles, and its
-    one-line failure without a C++ compiler: ``compile_for_inference``."""
+    one-line failure without a C++ compiler: ``compile_for_inference``.
+
+    Threads: the kernels are compiled for one thread and every chunk runs on one; with torch's
+    thread count ``n`` above one when called (``cfbench run --threads n``), a batch's chunks run
+    on ``n`` threads at once (the compiled code releases the GIL), torch held to one thread inside
+    each. Kernels compiled for ``n`` OpenMP threads were slower than one thread on chunks this
+    small (``het_gnn_compile.md``)."""
     torch = _torch()
     live = live_edge_types({"user": n_users, "device": n_devices}, n_aps)
 
@@ -443,9 +453,46 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     def forward(features: dict, active: dict) -> dict:
         return network.forward_feature_major(features, active, fused)
 
-    compiled = compile_for_inference("het-gnn", forward, [drops(n) for n in sorted({1, chunk})],
-                                     mark_batch_dynamic=True, guard_arguments_only=True, cpp_wrapper=True)
-    return lambda features, active: in_chunks(compiled, features, active, chunk)
+    with one_torch_thread():
+        compiled = compile_for_inference("het-gnn", forward, [drops(n) for n in sorted({1, chunk})],
+                                         mark_batch_dynamic=True, guard_arguments_only=True, cpp_wrapper=True)
+    pools: dict[tuple, ThreadPoolExecutor] = {}
+
+    def run_chunk(features: dict, active: dict) -> dict:             # in a pool thread, which runs nothing else
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        with torch.inference_mode():
+            return compiled(features, active)
+
+    def batched(features: dict, active: dict) -> dict:
+        threads, B = torch.get_num_threads(), features["user"].shape[0]
+        if threads == 1 or B <= chunk:
+            with one_torch_thread():
+                return in_chunks(compiled, features, active, chunk)
+        key = (threads, os.getpid())                                 # a forked copy starts its own pool
+        if key not in pools:
+            pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="het-gnn")
+        with one_torch_thread():
+            parts = list(pools[key].map(lambda s: run_chunk(*({t: v[s:s + chunk] for t, v in d.items()}
+                                                                 for d in (features, active))), range(0, B, chunk)))
+        return {t: torch.cat([part[t] for part in parts]) for t in EDGE_TYPES}
+
+    return batched
+
+
+@contextmanager
+def one_torch_thread():
+    """torch on one thread inside (in the calling thread), its thread count restored after."""
+    torch = _torch()
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- inputs and outputs -----------------------------------------------------------------------
@@ -505,8 +552,7 @@ class HeterogeneousGnn(Solver):
         self.forward = self.network
         if self.options["compile"]:
             p = problem.scenario_params(scenario)
-            chunk = max(1, COMPILED_CHUNK_NODES // (p.n_aps * (p.n_users + p.n_devices)))
-            self.forward = compile_network(self.network, p.n_users, p.n_devices, p.n_aps, chunk)
+            self.forward = compile_network(self.network, p.n_users, p.n_devices, p.n_aps, COMPILED_CHUNK_DROPS)
 
     def solve(self, instances: Instances):
         torch = self._torch

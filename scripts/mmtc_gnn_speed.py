@@ -1,9 +1,10 @@
 """het-gnn inference speed: ms per drop one at a time and in a batch, forward only and
 through the solver's ``solve`` (inputs and readout included), under
-``torch.inference_mode()`` on one thread; also the number of tensor operations per forward
-(of one drop; the count does not depend on the batch).
+``torch.inference_mode()`` on ``--threads`` torch threads (default one: the eager forward's
+operations use them, the compiled forward runs a batch's chunks on them); also the number of
+tensor operations per forward (of one drop; the count does not depend on the batch).
 
-    python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--compile] [--batch 256] [--repeats 5]
+    python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--compile] [--threads 1] [--batch 256] [--repeats 5]
 
 ``--reference`` times a second copy of the module (e.g. an earlier version,
 ``git show COMMIT:plugins/mmtc_gnn.py > /tmp/old.py``) on the same drops in the same process,
@@ -94,8 +95,9 @@ def main() -> None:
     parser.add_argument("--scenario", default=SCENARIO)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the harness's --threads)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     problem = Mmtc()
     modules = {"current": mmtc_gnn}
     if args.reference:
@@ -135,7 +137,7 @@ def main() -> None:
         floor_1, mflop = linear_maps_floor(solver.network, inputs["1"][0], 1, 30 * args.repeats)
         floor_b, _ = linear_maps_floor(solver.network, inputs["1"][0], args.batch, args.repeats)
     print(f"het-gnn, scenario {args.scenario}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread, inference_mode, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), inference_mode, "
           f"{os.cpu_count()} cores, load average before {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
           f"{platform.processor() or platform.machine()}; medians of {args.repeats} repeats")
     print()
