@@ -64,9 +64,8 @@ runs the network through ``torch.compile`` (``compile_network``) in a feature-ma
 ``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix
 product over all nodes and drops, and each attention a broadcast sum over a leading axis, which
 inductor turns into loops vectorised along the drops (the terminals for one drop) and fuses with
-the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, for one thread;
-a batch runs in chunks of ``COMPILED_CHUNK_DROPS``, on torch's threads at once when it has more
-than one. The same logits to float32 rounding (``results/latency/het_gnn_compile.md`` gives the
+the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, for one thread
+(and run on one); a batch runs in chunks of ``COMPILED_CHUNK_DROPS``. The same logits to float32 rounding (``results/latency/het_gnn_compile.md`` gives the
 speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
@@ -79,8 +78,6 @@ held-out test part, never read in training). Weights: ``SHIPPED_WEIGHTS``;
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -437,11 +434,13 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     the solver's network is its own and never changes after ``setup``. How it compiles, and its
     one-line failure without a C++ compiler: ``compile_for_inference``.
 
-    Threads: the kernels are compiled for one thread and every chunk runs on one; with torch's
-    thread count ``n`` above one when called (``cfbench run --threads n``), a batch's chunks run
-    on ``n`` threads at once (the compiled code releases the GIL), torch held to one thread inside
-    each. Kernels compiled for ``n`` OpenMP threads were slower than one thread on chunks this
-    small (``het_gnn_compile.md``)."""
+    Threads: compiled and run on one torch thread whatever torch's thread count (``cfbench run
+    --threads n``; restored after each call): kernels compiled for two OpenMP threads took 35 ms
+    for one drop and were slower in batches too, and dynamo's guards include the thread count, so
+    a call on another count than the compile's would compile again. Running a batch's chunks on
+    several Python threads at once (0.32-0.44 ms per drop on two) made dynamo compile again now
+    and then in a fresh process (its guards are not thread-safe), so it is not done
+    (``het_gnn_compile.md``)."""
     torch = _torch()
     live = live_edge_types({"user": n_users, "device": n_devices}, n_aps)
 
@@ -458,26 +457,10 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     with one_torch_thread():
         compiled = compile_for_inference("het-gnn", forward, [drops(n) for n in sorted({1, chunk})],
                                          mark_batch_dynamic=True, guard_arguments_only=True, cpp_wrapper=True)
-    pools: dict[tuple, ThreadPoolExecutor] = {}
-
-    def run_chunk(features: dict, active: dict) -> dict:             # in a pool thread, which runs nothing else
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
-        with torch.inference_mode():
-            return compiled(features, active)
 
     def batched(features: dict, active: dict) -> dict:
-        threads, B = torch.get_num_threads(), features["user"].shape[0]
-        if threads == 1 or B <= chunk:
-            with one_torch_thread():
-                return in_chunks(compiled, features, active, chunk)
-        key = (threads, os.getpid())                                 # a forked copy starts its own pool
-        if key not in pools:
-            pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="het-gnn")
         with one_torch_thread():
-            parts = list(pools[key].map(lambda s: run_chunk(*({t: v[s:s + chunk] for t, v in d.items()}
-                                                                 for d in (features, active))), range(0, B, chunk)))
-        return {t: torch.cat([part[t] for part in parts]) for t in EDGE_TYPES}
+            return in_chunks(compiled, features, active, chunk)
 
     return batched
 
