@@ -65,8 +65,8 @@ runs the network through ``torch.compile`` (``compile_network``) in a feature-ma
 product over all nodes and drops, and each attention a broadcast sum over a leading axis, which
 inductor turns into loops vectorised along the drops (the terminals for one drop) and fuses with
 the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, for one thread
-(and run on one); a batch runs in chunks of ``COMPILED_CHUNK_DROPS``. The same logits to float32 rounding (``results/latency/het_gnn_compile.md`` gives the
-speed).
+(and run on one); a batch runs in chunks of ``COMPILED_CHUNK_DROPS``. The same logits to
+float32 rounding (``results/latency/het_gnn_compile.md`` gives the speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
 :mod:`cfbench.dataset`); split 80/10/10 in stream order (the last 10 % is the
