@@ -1,7 +1,7 @@
 """asv benchmarks for ``mmtc``: batch evaluation, OPC per drop, opc-fast per drop and per batch,
 the GNN's inference per drop and per batch.
 
-Run: ``asv run --python=same --quick --bench mmtc``. Solvers run on one thread.
+Run: ``asv run --python=same --quick --bench mmtc``. Solvers run on one thread (the GNN also on two).
 The paper gives no timings, only O((K_u + K_d)^3.5) per Dinkelbach step;
 ``scripts/mmtc_opc_scaling.py`` fits the measured growth.
 """
@@ -9,6 +9,7 @@ The paper gives no timings, only O((K_u + K_d)^3.5) per Dinkelbach step;
 import numpy as np
 
 from cfbench.registry import build_registry
+from cfbench.runner import limit_threads
 
 from .common import pinned_solver
 
@@ -74,39 +75,40 @@ class FastOpcBatch:
 
 
 class GnnInference:
-    """het-gnn under ``torch.inference_mode()`` on one thread: one drop and a batch of 256
-    drops. ``time_solve`` is the solver's ``solve`` (inputs from the LSF and the readout
-    included), ``time_forward`` the network alone; ``track_torch_threads`` records the
-    thread count the timings ran with. Divide by ``n_instances`` for the time per drop
-    (``scripts/mmtc_gnn_speed.py`` prints that table, with an earlier version alongside).
-    ``compile``: the option of that name (``torch.compile``, compiled in setup: four to five
-    minutes when inductor's cache does not hold the kernels); ``time_forward`` then times the
-    compiled forward in the solver's chunks."""
+    """het-gnn under ``torch.inference_mode()`` on ``threads`` torch threads (the harness's
+    ``--threads``): one drop and a batch of 256 drops. ``time_solve`` is the solver's ``solve``
+    (inputs from the LSF and the readout included), ``time_forward`` the network alone;
+    ``track_torch_threads`` records the thread count the timings ran with. Divide by
+    ``n_instances`` for the time per drop (``scripts/mmtc_gnn_speed.py`` prints that table, with
+    an earlier version alongside). ``compile``: the option of that name (inductor, compiled in
+    setup: about a minute when inductor's cache does not hold the graphs); ``time_forward`` then
+    times the compiled forward in the solver's chunks, which run on ``threads`` threads at once."""
 
-    params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256], [False, True])
-    param_names = ["scenario", "n_instances", "compile"]
+    params = (["ku2-kd10-m10-ms5", "scale-k32"], [1, 256], [False, True], [1, 2])
+    param_names = ["scenario", "n_instances", "compile", "threads"]
     timeout = 600
 
-    def setup(self, scenario, n, compile):
+    def setup(self, scenario, n, compile, threads):
         import torch
 
         from cfbench.plugins.mmtc_gnn import network_inputs
 
         self.problem, self.solver = pinned_solver("mmtc", "het-gnn", scenario, compile=compile)
+        limit_threads(threads)
         self.torch = torch
         self.instances = self.problem.sample(scenario, n, seed=8)
         self.inputs = network_inputs(self.instances, self.solver.checkpoint["input"])
         self.solver.solve(self.instances)
-        self.time_forward(scenario, n, compile)
+        self.time_forward(scenario, n, compile, threads)
 
-    def time_solve(self, scenario, n, compile):
+    def time_solve(self, scenario, n, compile, threads):
         self.solver.solve(self.instances)
 
-    def time_forward(self, scenario, n, compile):
+    def time_forward(self, scenario, n, compile, threads):
         with self.torch.inference_mode():
             self.solver.forward(*self.inputs)
 
-    def track_torch_threads(self, scenario, n, compile):
+    def track_torch_threads(self, scenario, n, compile, threads):
         return self.torch.get_num_threads()
 
     track_torch_threads.unit = "threads"

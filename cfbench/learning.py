@@ -124,16 +124,11 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
     kernels from generated C++, not Python (het-gnn: 8 % less per call for one drop). Inductor
     caches the kernels on disk, per thread count. It compiles in this process
     (``compile_threads=1``): its pool of compile workers would outlive a harness
-    worker. torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing
-    semaphore, which a harness worker that is stopped leaves behind (a warning when ``cfbench run``
-    exits); a thread lock, set first, serves them. Any failure (no C++ compiler, above all) is one
-    line naming ``compile=false``."""
+    worker. Any failure (no C++ compiler, above all) is one line naming ``compile=false``."""
     import torch
     from torch._inductor import config as inductor_config
-    from tqdm import tqdm
 
-    if getattr(tqdm, "_lock", None) is None:
-        tqdm.set_lock(threading.RLock())
+    _progress_bars_on_a_thread_lock()
     options = {}
     if guard_arguments_only:
         arguments = set(inspect.signature(fn).parameters)
@@ -152,10 +147,66 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
             for args in warm_calls:
                 compiled(*_inference_copy(args, mark_batch_dynamic))
     except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
-        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
-        raise CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
-                           f"(g++ or clang++ on PATH); run with compile=false") from None
+        raise _compile_failure(solver, exc) from None
     return compiled
+
+
+def compile_graph(solver: str, fn: Callable, example_args: tuple, *, cpp_wrapper: bool = False) -> Callable:
+    """``fn`` (tensors in, a tuple of tensors out) traced once, at the shapes of ``example_args``,
+    into an FX graph (``make_fx`` on fake tensors; the tensors ``fn`` reads from its closure, its
+    weights, become the graph's constants) and compiled by inductor (``torch._inductor.compile``)
+    without dynamo. A call runs the compiled code and nothing else: no guards are checked, so
+    several threads may call it at once (dynamo's guard checks are not thread-safe,
+    pytorch/pytorch#123177), and with ``cpp_wrapper`` the code releases the GIL. In exchange the
+    graph fits only the example's shapes: the returned callable takes arguments of exactly those
+    shapes and dtypes (``ValueError`` naming them otherwise), made contiguous, and returns ``fn``'s
+    tuple. Inductor caches the compiled graph on disk, keyed by the graph and the values of its
+    constants (other weights compile anew); kernels are compiled for torch's thread count at this
+    call. Compiled in this process, and any failure is one line naming ``compile=false``, as
+    ``compile_for_inference``."""
+    import torch
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    _progress_bars_on_a_thread_lock()
+    expected = [(tuple(a.shape), a.dtype) for a in example_args]
+    try:
+        # AOTAutograd's own cache cannot key a traced graph that holds a float constant such as
+        # -inf (a logged traceback per graph); inductor's graph cache, which is what saves the time, can
+        with (torch.inference_mode(), warnings.catch_warnings(), functorch_config.patch(enable_autograd_cache=False),
+              inductor_config.patch(compile_threads=1, cpp_wrapper=cpp_wrapper)):
+            for category in (FutureWarning, DeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            args = [a.clone() for a in example_args]
+            graph = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
+            compiled = torch._inductor.compile(graph, args)
+    except Exception as exc:  # noqa: BLE001
+        raise _compile_failure(solver, exc) from None
+
+    def call(*args):
+        got = [(tuple(a.shape), a.dtype) for a in args]
+        if got != expected:
+            raise ValueError(f"{solver}: the compiled graph takes {expected}, got {got}")
+        return tuple(compiled(*(a.contiguous() for a in args)))
+
+    return call
+
+
+def _compile_failure(solver: str, exc: Exception) -> CfbenchError:
+    message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+    return CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
+                        f"(g++ or clang++ on PATH); run with compile=false")
+
+
+def _progress_bars_on_a_thread_lock() -> None:
+    """torch.fx's (disabled) progress bars would create tqdm's lock as a multiprocessing semaphore,
+    which a harness worker that is stopped leaves behind (a warning when ``cfbench run`` exits);
+    a thread lock, set first, serves them."""
+    from tqdm import tqdm
+
+    if getattr(tqdm, "_lock", None) is None:
+        tqdm.set_lock(threading.RLock())
 
 
 def _inference_copy(value, mark_batch_dynamic: bool):

@@ -60,13 +60,14 @@ optimum's microwatts). The epoch with the best validation score (the loss
 without the multiplier's drift) is kept.
 
 Inference. Eager by default (the layer's folded form, ``Layer``). Option ``compile=true``
-runs the network through ``torch.compile`` (``compile_network``) in a feature-major layout,
+runs the network compiled by inductor (``compile_network``) in a feature-major layout,
 ``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix
 product over all nodes and drops, and each attention a broadcast sum over a leading axis, which
 inductor turns into loops vectorised along the drops (the terminals for one drop) and fuses with
-the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, for one thread
-(and run on one); a batch runs in chunks of ``COMPILED_CHUNK_DROPS``. The same logits to
-float32 rounding (``results/latency/het_gnn_compile.md`` gives the speed).
+the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, one drop and
+``COMPILED_CHUNK_DROPS`` drops, for one thread; on ``n`` torch threads a batch's chunks run on
+``n`` threads at once. The same logits to float32 rounding (``results/latency/het_gnn_compile.md``
+gives the speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
 :mod:`cfbench.dataset`); split 80/10/10 in stream order (the last 10 % is the
@@ -78,6 +79,8 @@ held-out test part, never read in training). Weights: ``SHIPPED_WEIGHTS``;
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -86,7 +89,7 @@ import numpy as np
 
 from cfbench import Instances, Option, Solver, hookimpl
 from cfbench.api import CfbenchError
-from cfbench.learning import (TrainingLog, check_training_sizes, compile_for_inference, load_checkpoint, save_checkpoint,
+from cfbench.learning import (TrainingLog, check_training_sizes, compile_graph, load_checkpoint, save_checkpoint,
                                seed_everything, training_options)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -426,43 +429,78 @@ def in_chunks(forward: Callable, features: dict, active: dict, chunk: int) -> di
 
 
 def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: int) -> Callable:
-    """The forward through ``torch.compile`` (inductor), for drops of ``(K_u, K_d, M)``: the
-    network's ``forward_feature_major`` with the layers' ``fused()`` maps taken once (constants
-    of the compiled graph). Compiled now for one drop and for a batch of ``chunk`` (one graph for
-    every batch of two or more: the batch dimension is dynamic, the rest static); larger batches
-    run in chunks of ``chunk`` drops. Each call checks only its inputs (``guard_arguments_only``):
-    the solver's network is its own and never changes after ``setup``. How it compiles, and its
-    one-line failure without a C++ compiler: ``compile_for_inference``.
+    """The forward compiled by inductor for drops of ``(K_u, K_d, M)``: the network's
+    ``forward_feature_major`` with the layers' ``fused()`` maps taken once (constants of the
+    compiled graphs), traced and compiled for one drop and for ``chunk`` drops, with no dynamo
+    (``compile_graph``; how it compiles, its disk cache and its one-line failure without a C++
+    compiler are there). A batch runs as whole chunks; the drops left over run one at a time when
+    fewer than ``chunk // 2`` (a one-drop call costs about as much as two drops of a chunk), else
+    as one chunk padded with copies of its last drop, whose outputs are dropped (``chunk_plan``).
 
-    Threads: compiled and run on one torch thread whatever torch's thread count (``cfbench run
-    --threads n``; restored after each call): kernels compiled for two OpenMP threads took 35 ms
-    for one drop and were slower in batches too, and dynamo's guards include the thread count, so
-    a call on another count than the compile's would compile again. Running a batch's chunks on
-    several Python threads at once (0.32-0.44 ms per drop on two) made dynamo compile again now
-    and then in a fresh process (its guards are not thread-safe), so it is not done
-    (``het_gnn_compile.md``)."""
+    Threads: the kernels are compiled for one torch thread and always run on one (kernels
+    compiled for two OpenMP threads took 35 ms for one drop and were slower in batches too). With
+    torch's thread count ``n`` above one when called (``cfbench run --threads n``), the pieces of a
+    batch run on ``n`` Python threads at once; the compiled code releases the GIL and checks no
+    guards, so the threads do not interfere (the dynamo-compiled forward this replaces compiled
+    again now and then when called so, its guards not being thread-safe: ``het_gnn_compile.md``).
+    Either way the outputs are the same to the bit, and torch's thread count is restored."""
     torch = _torch()
     live = live_edge_types({"user": n_users, "device": n_devices}, n_aps)
-
-    def drops(n: int) -> tuple:
-        shape = {"user": (n, n_aps, n_users), "device": (n, n_aps, n_devices)}
-        return {t: torch.zeros(s) for t, s in shape.items()}, {t: torch.ones(s) for t, s in shape.items()}
-
     with torch.inference_mode():
         fused = [layer.fused(live) for layer in network.layers]
 
-    def forward(features: dict, active: dict) -> dict:
-        return network.forward_feature_major(features, active, fused)
+    def forward(user, device, user_active, device_active) -> tuple:
+        logits = network.forward_feature_major({"user": user, "device": device},
+                                               {"user": user_active, "device": device_active}, fused)
+        return logits["user"], logits["device"]
+
+    def drops(n: int) -> tuple:
+        shapes = ((n, n_aps, n_users), (n, n_aps, n_devices))
+        return (*(torch.zeros(s) for s in shapes), *(torch.ones(s) for s in shapes))
 
     with one_torch_thread():
-        compiled = compile_for_inference("het-gnn", forward, [drops(n) for n in sorted({1, chunk})],
-                                         mark_batch_dynamic=True, guard_arguments_only=True, cpp_wrapper=True)
+        graphs = {n: compile_graph("het-gnn", forward, drops(n), cpp_wrapper=True) for n in sorted({1, chunk})}
+    pools: dict[tuple, ThreadPoolExecutor] = {}
+
+    def run_piece(inputs: tuple, start: int, n: int) -> tuple:
+        piece = [x[start:start + n] for x in inputs]
+        if n in graphs:
+            return graphs[n](*piece)
+        padded = [torch.cat([x, x[-1:].expand(chunk - n, *x.shape[1:])]) for x in piece]
+        return tuple(y[:n] for y in graphs[chunk](*padded))
+
+    def in_pool_thread(inputs: tuple, start: int, n: int) -> tuple:     # a pool thread runs nothing else
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        with torch.inference_mode():
+            return run_piece(inputs, start, n)
 
     def batched(features: dict, active: dict) -> dict:
+        inputs = (features["user"], features["device"], active["user"], active["device"])
+        plan = chunk_plan(features["user"].shape[0], chunk)
+        threads = torch.get_num_threads()
         with one_torch_thread():
-            return in_chunks(compiled, features, active, chunk)
+            if threads == 1 or len(plan) == 1:
+                parts = [run_piece(inputs, start, n) for start, n in plan]
+            else:
+                key = (threads, os.getpid())                                 # a forked copy starts its own pool
+                if key not in pools:
+                    pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="het-gnn")
+                parts = list(pools[key].map(lambda piece: in_pool_thread(inputs, *piece), plan))
+        return {t: torch.cat([part[i] for part in parts]) for i, t in enumerate(EDGE_TYPES)}
 
     return batched
+
+
+def chunk_plan(n_drops: int, chunk: int) -> list[tuple[int, int]]:
+    """The pieces ``(start, drops)`` ``compile_network`` runs a batch in: whole chunks, then the
+    rest one drop at a time when fewer than ``chunk // 2`` drops, else as one (padded) piece."""
+    whole = n_drops - n_drops % chunk
+    plan = [(start, chunk) for start in range(0, whole, chunk)]
+    rest = n_drops - whole
+    if rest >= max(chunk // 2, 2):
+        return plan + [(whole, rest)]
+    return plan + [(start, 1) for start in range(whole, n_drops)]
 
 
 @contextmanager
@@ -519,9 +557,9 @@ class HeterogeneousGnn(Solver):
     description = "line-graph heterogeneous attention GNN trained on OPC labels with an augmented Lagrangian (Sec. VI)"
     solves_batches = True
     options_spec = (Option("weights", str, None, "checkpoint file (default: the shipped het-gnn-mmtc.pt)"),
-                    Option("compile", bool, False, "true: the network through torch.compile (C++ kernels that fuse "
-                           "the attentions; needs a C++ compiler), compiled in setup: a one-off 4-5 minutes, "
-                           "seconds once inductor's disk cache holds the kernels"))
+                    Option("compile", bool, False, "true: the network compiled by inductor (C++ kernels that fuse "
+                           "the attentions; needs a C++ compiler), compiled in setup: a one-off minute or two, "
+                           "seconds once inductor's disk cache holds the graphs"))
     training_options_spec = TRAINING_OPTIONS
 
     @classmethod

@@ -40,10 +40,11 @@ def run_cli(*args, plugin_path: Path | None = None, cwd: Path | None = None, tim
 
 
 def assert_compile_fails_in_one_line(monkeypatch, solver, problem, scenario: str) -> None:
-    """With ``torch.compile`` failing as it does without a C++ compiler, ``solver`` (a learned
+    """With ``torch.compile`` and inductor failing as they do without a C++ compiler, ``solver`` (a learned
     solver with option ``compile``) stops in ``setup`` with one line naming itself and
     ``compile=false``, not inductor's traceback."""
     import torch
+    import torch._inductor
 
     from cfbench.api import CfbenchError
 
@@ -52,7 +53,11 @@ def assert_compile_fails_in_one_line(monkeypatch, solver, problem, scenario: str
             raise RuntimeError("Compiler: cc is not found.\nmore lines")
         return call
 
+    def broken_inductor(graph, example_inputs, **_):
+        raise RuntimeError("Compiler: cc is not found.\nmore lines")
+
     monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(torch._inductor, "compile", broken_inductor)    # compile_graph calls inductor directly
     with pytest.raises(CfbenchError, match=rf"^{solver.name}: compile=true failed \(RuntimeError: Compiler: cc is "
                                            rf"not found.\); .*run with compile=false$"):
         solver(compile=True).setup(problem, scenario)

@@ -368,13 +368,26 @@ def test_solver_conforms_on_tiny():
     check_solver(gnn.HeterogeneousGnn, problem="mmtc", scenario="tiny")
 
 
-def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup(tmp_path):
-    """``compile=true`` (torch.compile of the feature-major forward): the eager
-    powers to float32 rounding for a batch larger than the compiled chunk, a batch within it and
-    one drop, on ``tiny`` (K_u = 1: an edge type without neighbours); no graph compiled after
-    ``setup``. A two-layer network of random weights keeps the cold compile (inductor's time
-    grows with the layers, not the sizes) under two minutes; the shipped six-layer one takes four
-    to five minutes (``results/latency/het_gnn_compile.md`` compares it)."""
+def test_chunk_plan_covers_every_drop_once_in_compiled_sizes():
+    for chunk in (1, 2, 5, 16):
+        for n in range(1, 3 * chunk + 2):
+            plan = gnn.chunk_plan(n, chunk)
+            assert [d for start, size in plan for d in range(start, start + size)] == list(range(n))
+            assert all(size == chunk or size == 1 or chunk // 2 <= size < chunk for _, size in plan)
+    assert gnn.chunk_plan(40, 16) == [(0, 16), (16, 16), (32, 8)]
+    assert gnn.chunk_plan(39, 16) == [(0, 16), (16, 16), (32, 1), (33, 1), (34, 1), (35, 1), (36, 1), (37, 1),
+                                      (38, 1)]
+
+
+def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup(tmp_path, monkeypatch):
+    """``compile=true`` (inductor, no dynamo: ``compile_graph``): the eager powers to float32
+    rounding for a batch of whole chunks and a padded one, whole chunks and single drops, single
+    drops only, and one drop, on ``tiny`` (K_u = 1: an edge type without neighbours); nothing
+    compiled after ``setup``. On two torch threads the pieces of a batch run on two threads at once:
+    the same powers to the bit, every time, and torch's thread count left as it was. A two-layer
+    network of random weights keeps the cold compile short (inductor's time grows with the
+    layers, not the sizes)."""
+    import torch._inductor
     from torch._dynamo.utils import counters
 
     from cfbench.learning import save_checkpoint
@@ -389,27 +402,51 @@ def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup(tmp_
     compiled = gnn.HeterogeneousGnn(weights=str(weights), compile=True)
     compiled.setup(PROBLEM, "tiny")
     assert compiled.forward is not compiled.network and eager.forward is eager.network
+    assert gnn.COMPILED_CHUNK_DROPS == 16 and 200 % 16 == 8                  # 12 chunks and a padded one
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled after setup")
+
+    monkeypatch.setattr(torch._inductor, "compile", no_compiling)
+    monkeypatch.setattr(torch, "compile", no_compiling)
     graphs = counters["stats"]["unique_graphs"]
-    runs = {"chunks": (inst, slice(None)), "batch": (inst[:7], slice(0, 7)), "one": (inst[3], slice(3, 4))}
+    runs = {"chunks": (inst, slice(None)), "chunk and drops": (inst[:19], slice(0, 19)),
+            "drops": (inst[:7], slice(0, 7)), "one": (inst[3], slice(3, 4))}
     ref = eager.solve(inst)
+    one_thread = {}
     for label, (part, rows) in runs.items():
-        got = compiled.solve(part)
+        one_thread[label] = compiled.solve(part)
         for key in ref:
-            np.testing.assert_allclose(got[key], ref[key][rows], rtol=1e-5, atol=0, err_msg=f"{label} {key}")
-    # on two torch threads: the kernels compiled for one run on one (nothing compiled again, the
-    # same powers to the bit), and torch's thread count is left as it was
-    one_thread = compiled.solve(inst)
+            np.testing.assert_allclose(one_thread[label][key], ref[key][rows], rtol=1e-5, atol=0,
+                                       err_msg=f"{label} {key}")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        two_threads = {label: compiled.solve(part) for label, (part, _) in runs.items()}
-        assert torch.get_num_threads() == 2
+        for _ in range(3):
+            for label, (part, _) in runs.items():
+                two_threads = compiled.solve(part)
+                for key in ref:
+                    np.testing.assert_array_equal(two_threads[key], one_thread[label][key], err_msg=f"{label} {key}")
+            assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
-    for key in ref:
-        np.testing.assert_array_equal(two_threads["chunks"][key], one_thread[key])
-    assert counters["stats"]["unique_graphs"] == graphs
+    assert counters["stats"]["unique_graphs"] == graphs                       # dynamo never ran
     assert np.ptp(np.log(ref["device_power_w"])) > 0.1          # powers that differ: the comparison has teeth
+
+
+def test_compiled_graph_refuses_other_shapes(tmp_path):
+    """The compiled graph fits its example's shapes only: anything else is refused before the
+    compiled code sees it (it would read out of bounds)."""
+    from cfbench.learning import compile_graph
+
+    weight = torch.randn(3, 4)
+    graph = compile_graph("test", lambda x: (torch.mm(x, weight),), (torch.zeros(2, 3),))
+    x = torch.randn(2, 3)
+    np.testing.assert_allclose(graph(x)[0].numpy(), (x @ weight).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(graph(x.t().contiguous().t())[0].numpy(), (x @ weight).numpy(), rtol=1e-6)
+    for bad in (torch.zeros(3, 3), torch.zeros(2, 3, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"^test: the compiled graph takes \[\(\(2, 3\), torch.float32\)\]"):
+            graph(bad)
 
 
 def test_compile_without_a_working_compiler_fails_in_one_line(monkeypatch):
