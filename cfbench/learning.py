@@ -9,11 +9,9 @@ non-learned solvers never pay for it.
 
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import random
-import re
 import threading
 import time
 import warnings
@@ -108,44 +106,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *, dynamic: bool | None = None,
-                          mark_batch_dynamic: bool = False, guard_arguments_only: bool = False,
-                          cpp_wrapper: bool = False) -> Callable:
+def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *, dynamic: bool | None = None) -> Callable:
     """``fn`` through ``torch.compile`` (inductor), compiled now by calling it on each argument
     tuple of ``warm_calls`` under ``torch.inference_mode()`` (the sizes the solver will call it
-    with; the values do not matter), so no later call compiles. ``mark_batch_dynamic``: the first
-    dimension of every tensor argument of a call whose batch is larger than one is marked dynamic
-    (one graph for every batch of two or more; dynamo specialises a dimension of size 1 anyway), the
-    other sizes stay static. ``guard_arguments_only``: each call checks only ``fn``'s arguments
-    (their types, keys and tensor sizes), the shapes and torch's global state, not what ``fn``
-    reads from elsewhere (weights held as graph constants, modules, functions): safe for an ``fn``
-    whose closure no one changes after this call, and cheaper (dynamo's checks of het-gnn's 24
-    weight tensors and modules cost about 0.2 ms a call). ``cpp_wrapper``: inductor calls its
-    kernels from generated C++, not Python (het-gnn: 8 % less per call for one drop). Inductor
-    caches the kernels on disk, per thread count. It compiles in this process
-    (``compile_threads=1``): its pool of compile workers would outlive a harness
-    worker. Any failure (no C++ compiler, above all) is one line naming ``compile=false``."""
+    with; the values do not matter), so no later call compiles. Inductor caches the kernels on
+    disk, per thread count. It compiles in this process (``compile_threads=1``): its pool of
+    compile workers would outlive a harness worker. Any failure (no C++ compiler, above all) is
+    one line naming ``compile=false``. A graph that several threads call at once, or that must
+    check nothing at call time: ``compile_graph``."""
     import torch
     from torch._inductor import config as inductor_config
 
     _progress_bars_on_a_thread_lock()
-    options = {}
-    if guard_arguments_only:
-        arguments = set(inspect.signature(fn).parameters)
-
-        def keep(entries) -> list[bool]:   # global state (no name), shapes, guards on an argument
-            return [entry.name == "" or entry.guard_type == "SHAPE_ENV"
-                    or re.split(r"[\[.]", entry.name)[0] in arguments for entry in entries]
-
-        options["guard_filter_fn"] = keep
-    compiled = torch.compile(fn, dynamic=dynamic, options=options or None)
+    compiled = torch.compile(fn, dynamic=dynamic)
     try:
-        with (torch.inference_mode(), warnings.catch_warnings(),
-              inductor_config.patch(compile_threads=1, cpp_wrapper=cpp_wrapper)):
+        with (torch.inference_mode(), warnings.catch_warnings(), inductor_config.patch(compile_threads=1)):
             for category in (FutureWarning, DeprecationWarning):   # torch's own deprecations, not the user's
                 warnings.simplefilter("ignore", category)
             for args in warm_calls:
-                compiled(*_inference_copy(args, mark_batch_dynamic))
+                compiled(*_inference_copy(args))
     except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
         raise _compile_failure(solver, exc) from None
     return compiled
@@ -209,22 +188,17 @@ def _progress_bars_on_a_thread_lock() -> None:
         tqdm.set_lock(threading.RLock())
 
 
-def _inference_copy(value, mark_batch_dynamic: bool):
+def _inference_copy(value):
     """``value`` with every tensor in its tuples, lists and dicts cloned (called under inference
     mode: inference tensors, as ``solve`` passes them, which the compiled graphs' guards tell from
-    ordinary ones), dimension 0 marked dynamic where asked and larger than one."""
+    ordinary ones)."""
     import torch
 
     if isinstance(value, dict):
-        return {k: _inference_copy(v, mark_batch_dynamic) for k, v in value.items()}
+        return {k: _inference_copy(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
-        return type(value)(_inference_copy(v, mark_batch_dynamic) for v in value)
-    if not isinstance(value, torch.Tensor):
-        return value
-    copy = value.clone()
-    if mark_batch_dynamic and copy.shape[0] > 1:
-        torch._dynamo.mark_dynamic(copy, 0)
-    return copy
+        return type(value)(_inference_copy(v) for v in value)
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 @dataclass
