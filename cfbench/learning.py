@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -115,18 +116,11 @@ def compile_for_inference(solver: str, fn: Callable, warm_calls: list[tuple], *,
     one line naming ``compile=false``. A graph that several threads call at once, or that must
     check nothing at call time: ``compile_graph``."""
     import torch
-    from torch._inductor import config as inductor_config
 
-    _progress_bars_on_a_thread_lock()
     compiled = torch.compile(fn, dynamic=dynamic)
-    try:
-        with (torch.inference_mode(), warnings.catch_warnings(), inductor_config.patch(compile_threads=1)):
-            for category in (FutureWarning, DeprecationWarning):   # torch's own deprecations, not the user's
-                warnings.simplefilter("ignore", category)
-            for args in warm_calls:
-                compiled(*_inference_copy(args))
-    except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
-        raise _compile_failure(solver, exc) from None
+    with _compiling(solver):
+        for args in warm_calls:
+            compiled(*_inference_copy(args))
     return compiled
 
 
@@ -145,23 +139,15 @@ def compile_graph(solver: str, fn: Callable, example_args: tuple, *, cpp_wrapper
     ``compile_for_inference``."""
     import torch
     from torch._functorch import config as functorch_config
-    from torch._inductor import config as inductor_config
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    _progress_bars_on_a_thread_lock()
     expected = [(tuple(a.shape), a.dtype) for a in example_args]
-    try:
-        # AOTAutograd's own cache cannot key a traced graph that holds a float constant such as
-        # -inf (a logged traceback per graph); inductor's graph cache, which is what saves the time, can
-        with (torch.inference_mode(), warnings.catch_warnings(), functorch_config.patch(enable_autograd_cache=False),
-              inductor_config.patch(compile_threads=1, cpp_wrapper=cpp_wrapper)):
-            for category in (FutureWarning, DeprecationWarning):
-                warnings.simplefilter("ignore", category)
-            args = [a.clone() for a in example_args]
-            graph = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
-            compiled = torch._inductor.compile(graph, args)
-    except Exception as exc:  # noqa: BLE001
-        raise _compile_failure(solver, exc) from None
+    # AOTAutograd's own cache cannot key a traced graph that holds a float constant such as
+    # -inf (a logged traceback per graph); inductor's graph cache, which is what saves the time, can
+    with _compiling(solver, cpp_wrapper=cpp_wrapper), functorch_config.patch(enable_autograd_cache=False):
+        args = [a.clone() for a in example_args]
+        graph = make_fx(fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
+        compiled = torch._inductor.compile(graph, args)
 
     def call(*args):
         got = [(tuple(a.shape), a.dtype) for a in args]
@@ -172,10 +158,25 @@ def compile_graph(solver: str, fn: Callable, example_args: tuple, *, cpp_wrapper
     return call
 
 
-def _compile_failure(solver: str, exc: Exception) -> CfbenchError:
-    message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
-    return CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
-                        f"(g++ or clang++ on PATH); run with compile=false")
+@contextmanager
+def _compiling(solver: str, **inductor_options):
+    """Inside: inference mode, inductor compiling in this process with ``inductor_options``,
+    torch's own deprecation warnings silenced (not the user's concern); any failure leaves as one
+    line naming ``compile=false``."""
+    import torch
+    from torch._inductor import config as inductor_config
+
+    _progress_bars_on_a_thread_lock()
+    try:
+        with (torch.inference_mode(), warnings.catch_warnings(),
+              inductor_config.patch(compile_threads=1, **inductor_options)):
+            for category in (FutureWarning, DeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            yield
+    except Exception as exc:  # noqa: BLE001 - inductor raises several types; the first line says which
+        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+        raise CfbenchError(f"{solver}: compile=true failed ({message}); torch.compile needs a C++ compiler "
+                           f"(g++ or clang++ on PATH); run with compile=false") from None
 
 
 def _progress_bars_on_a_thread_lock() -> None:

@@ -434,7 +434,7 @@ def test_compiled_forward_gives_the_eager_powers_and_compiles_only_in_setup(tmp_
     assert np.ptp(np.log(ref["device_power_w"])) > 0.1          # powers that differ: the comparison has teeth
 
 
-def test_compiled_graph_refuses_other_shapes(tmp_path):
+def test_compiled_graph_refuses_other_shapes():
     """The compiled graph fits its example's shapes only: anything else is refused before the
     compiled code sees it (it would read out of bounds)."""
     from cfbench.learning import compile_graph
