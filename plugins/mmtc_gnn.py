@@ -62,11 +62,12 @@ without the multiplier's drift) is kept.
 Inference. Eager by default (the layer's folded form, ``Layer``). Option ``compile=true``
 runs the network compiled by inductor (``compile_network``) in a feature-major layout,
 ``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix
-product over all nodes and drops, and each attention a broadcast sum over a leading axis, which
-inductor turns into loops vectorised along the drops (the terminals for one drop) and fuses with
-the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, one drop and
-``COMPILED_CHUNK_DROPS`` drops, for one thread; on ``n`` torch threads a batch's chunks run on
-``n`` threads at once. The same logits to float32 rounding (``results/latency/het_gnn_compile.md``
+product over all nodes and drops, without the rows of known value (``Layer.feature_major_maps``)
+and with the layer norms' affine parts folded in, and each attention a broadcast sum over a
+leading axis, which inductor turns into loops vectorised along the drops (the terminals for one
+drop) and fuses with the softmax and the layer norm. Compiled in ``setup`` for the scenario's
+sizes, one drop and ``COMPILED_CHUNK_DROPS`` drops, for one thread; on ``n`` torch threads a
+batch's chunks run on ``n`` threads at once. The same logits to float32 rounding (``results/latency/het_gnn_compile.md``
 gives the speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
@@ -176,25 +177,32 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
         c = v.shape[-1] - 2
         return o / o[..., c:c + 1]
 
-    def attend_feature_major(q, k, v, group_axis: int, self_mask):
-        """``attend`` on feature-major tensors ``q``, ``k`` (H, c + 1, M, K, B) and ``v``
-        (H, c + 2, M, K, B) of one node type pair, neighbourhoods along the terminals
-        (``group_axis`` 2: the groups are the APs) or along the APs (3: the groups are the
-        terminals). Both products are broadcast sums over a leading axis, so a compiler keeps the
+    def attend_feature_major(q, k, v, a_dst, a_src, group_axis: int, self_mask):
+        """``attend`` on feature-major tensors of one node type pair: ``q`` (H, c + 1, M, K_dst, B)
+        (its entry ``c`` the query's last entry before the factor ``a``), ``k``, ``v``
+        (H, c, M, K_src, B), the activities ``a_dst`` (M, K_dst, B) and ``a_src`` (M, K_src, B),
+        neighbourhoods along the terminals (``group_axis`` 2: the groups are the APs) or along the
+        APs (3: the groups are the terminals). The entries of ``attend``'s keys and values that
+        are ``a'`` or 1 are read from ``a_src`` or summed directly, not carried as rows of the
+        linear map. Every product is a broadcast sum over a leading axis, so a compiler keeps the
         last axes (the drops, then the terminals) innermost, vectorised, with no horizontal
-        reductions. Returns (H, c + 2, M, K_dst, B)."""
+        reductions. Returns the normalised messages (H, c, M, K_dst, B) and ``sum w a' / sum w``
+        (H, M, K_dst, B)."""
+        c = v.shape[1]
+        last = q[:, c] * a_dst                                   # a q^T (d_1 - d_0) / sqrt(c)
         if group_axis == 2:                                      # score (H, M, K_dst, K_src, B)
-            score = (q[:, :, :, :, None] * k[:, :, :, None]).sum(1)
+            score = (q[:, :c, :, :, None] * k[:, :, :, None]).sum(1) + last[:, :, :, None] * a_src[:, None]
             if self_mask is not None:
                 score = score + self_mask[:, :, None]
             weight = torch.exp(score - score.amax(3, keepdim=True))
+            total, active_total = weight.sum(3), (weight * a_src[:, None]).sum(3)
             o = (weight[:, None] * v[:, :, :, None]).sum(4)
         else:                                                    # score (H, M_dst, M_src, K, B)
-            score = (q[:, :, :, None] * k[:, :, None]).sum(1) + self_mask[:, :, None, None]
+            score = (q[:, :c, :, None] * k[:, :, None]).sum(1) + self_mask[:, :, None, None] + last[:, :, None] * a_src
             weight = torch.exp(score - score.amax(2, keepdim=True))
+            total, active_total = weight.sum(2), (weight * a_src).sum(2)
             o = (weight[:, None] * v[:, :, None]).sum(3)
-        c = v.shape[1] - 2
-        return o / o[:, c:c + 1]
+        return o / total[:, None], active_total / total
 
     def diagonal_mask(n: int, dtype):
         """``without_self`` built afresh (a compiled graph holds it as a constant; no cache to guard)."""
@@ -321,47 +329,68 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 out[dst] = self.norm[dst](torch.relu(h))
             return out
 
-        def forward_feature_major(self, x: dict, active: dict, fused: dict, live: dict) -> dict:
+        def feature_major_maps(self, live: dict) -> dict:
+            """``fused(live)`` without the rows whose values are known: the keys' entry ``a'``
+            and the values' entries ``1`` and ``a'`` (``attend_feature_major`` reads them from the
+            activity): per node type the weight ``(width + 3 H (3 c + 1), width_in + 2)`` of
+            ``[h, a, 1] -> [root, queries (3, H, c + 1), keys (3, H, c), values (3, H, c)]`` and
+            ``d_1 - d_0`` as ``fused``'s (about 5 % fewer rows, and no copy of the queries to set
+            their last entry). The map of ``forward_feature_major``, as the network's
+            ``feature_major_maps`` completes it."""
+            H, c, w = heads, self.head_size, self.width
+            nq = 3 * H * (c + 1)
+            maps = {}
+            for t, (weight, dd) in self.fused(live).items():
+                keys = weight[w + nq:w + 2 * nq].view(3, H, c + 1, -1)[:, :, :c]
+                values = weight[w + 2 * nq:].view(3, H, c + 2, -1)[:, :, :c]
+                maps[t] = (torch.cat([weight[:w + nq], keys.reshape(-1, weight.shape[1]),
+                                      values.reshape(-1, weight.shape[1])]), dd)
+            return maps
+
+        def forward_feature_major(self, x: dict, active: dict, maps: dict, live: dict) -> dict:
             """``forward`` on feature-major tensors, the layout of the compiled forward
             (``compile_network``): ``x[t]`` (width_in, M, K_t, B), ``active[t]`` (M, K_t, B),
-            ``fused`` this layer's ``fused()``, ``live`` from ``live_edge_types``. The same
-            terms (summed in another order), so the same values to float32 rounding
-            (``tests/mmtc/test_mmtc_gnn.py``). The linear map is one matrix product over every node
-            and drop; with the drops (then the terminals) innermost, each attention, its softmax and
+            ``maps`` this layer's ``feature_major_maps()`` as the network's (the layer norm before
+            folded in), ``live`` from ``live_edge_types``; returns the layer-normed output without
+            its affine part (the next map holds it). The same terms (summed in another order), so
+            the same values to float32 rounding (``tests/mmtc/test_mmtc_gnn.py``). The linear map is
+            one matrix product over every node and drop (elementwise in the first layer, of three
+            columns); with the drops (then the terminals) innermost, each attention, its softmax and
             the layer norm are loops over leading axes of vectors along the drops, which inductor
             vectorises without horizontal sums (``attend_feature_major``). Eagerly it is slower than
             ``forward``."""
             M, B = x["user"].shape[1], x["user"].shape[3]
             K = {t: v.shape[2] for t, v in x.items()}
             H, c, w = heads, self.head_size, self.width
-            nq = 3 * H * (c + 1)
+            nq, nk = 3 * H * (c + 1), 3 * H * c
             root, q, k, v = {}, {}, {}, {}
             for t in EDGE_TYPES:
                 xa1 = torch.cat([x[t], active[t][None], torch.ones_like(active[t])[None]])     # [h, a, 1]
-                y = torch.mm(fused[t][0], xa1.view(xa1.shape[0], -1)).view(-1, M, K[t], B)
+                if x[t].shape[0] > 1:
+                    y = torch.mm(maps[t][0], xa1.view(xa1.shape[0], -1)).view(-1, M, K[t], B)
+                else:                          # the first layer's three columns: a GEMM would idle
+                    y = (maps[t][0][:, :, None, None, None] * xa1).sum(1)
                 root[t] = y[:w]
-                qt = y[w:w + nq].view(3, H, c + 1, M, K[t], B)
-                q[t] = torch.cat([qt[:, :, :c], qt[:, :, c:] * active[t]], 2)               # [q, a q (d_1 - d_0)]
-                k[t] = y[w + nq:w + 2 * nq].view(3, H, c + 1, M, K[t], B)
-                v[t] = y[w + 2 * nq:].view(3, H, c + 2, M, K[t], B)
+                q[t] = y[w:w + nq].view(3, H, c + 1, M, K[t], B)
+                k[t] = y[w + nq:w + nq + nk].view(3, H, c, M, K[t], B)
+                v[t] = y[w + nq + nk:].view(3, H, c, M, K[t], B)
             out = {}
             for dst in EDGE_TYPES:
                 m0 = extra = None
                 for name, src, axis, i, j in live_edges_into(dst, live):
                     n = K[dst] if axis == "terminal" else M
                     mask = diagonal_mask(n, y.dtype) if src == dst else None
-                    o = attend_feature_major(q[dst][i], k[src][j], v[src][j], 2 if axis == "terminal" else 3, mask)
-                    dd = fused[dst][1][i].view(H, c, 1, 1, 1)
-                    m0 = o[:, :c] if m0 is None else m0 + o[:, :c]
-                    extra = o[:, c + 1:] * dd if extra is None else extra + o[:, c + 1:] * dd
+                    o, active_share = attend_feature_major(q[dst][i], k[src][j], v[src][j], active[dst], active[src],
+                                                           2 if axis == "terminal" else 3, mask)
+                    term = active_share[:, None] * maps[dst][1][i].view(H, c, 1, 1, 1)
+                    m0 = o if m0 is None else m0 + o
+                    extra = term if extra is None else extra + term
                 h = root[dst]
                 if m0 is not None:                                   # (H, c, M, K, B) -> (width, M, K, B)
                     h = h + (m0 + active[dst] * extra).view(h.shape)
                 h = torch.relu(h)
-                norm = self.norm[dst]
                 centred = h - h.mean(0)
-                scale = torch.rsqrt((centred * centred).mean(0) + norm.eps)
-                out[dst] = centred * scale * norm.weight.view(-1, 1, 1, 1) + norm.bias.view(-1, 1, 1, 1)
+                out[dst] = centred * torch.rsqrt((centred * centred).mean(0) + self.norm[dst].eps)
             return out
 
     def prepare(active: dict) -> dict:
@@ -394,18 +423,37 @@ def build_network(widths=WIDTHS, heads: int = HEADS):
                 x = layer(x, active, context)
             return {t: self.out[t](x[t]).squeeze(-1).mean(dim=1) for t in EDGE_TYPES}
 
-        def forward_feature_major(self, features: dict, active: dict, fused: list) -> dict:
-            """``forward`` through the layers' ``forward_feature_major`` (inputs and logits as
-            ``forward``'s, one piece), with every layer's ``fused()`` given: the compiled forward."""
-            B, M = features["user"].shape[:2]
-            K = {t: f.shape[2] for t, f in features.items()}
+        def feature_major_maps(self, live: dict) -> dict:
+            """The maps of ``forward_feature_major``: every layer's ``feature_major_maps`` with
+            the preceding layer norm's affine part ``gamma n + beta`` folded into the columns
+            that read ``n`` (``W [gamma n + beta, a, 1] = W' [n, a, 1]``), and ``Lambda_out``
+            with the last one's folded in, ``(weight (1, width), bias (1,))`` per node type."""
+            layers = [layer.feature_major_maps(live) for layer in self.layers]
+            for before, maps in zip(self.layers[:-1], layers[1:]):
+                for t, (weight, dd) in maps.items():
+                    gamma, beta = before.norm[t].weight, before.norm[t].bias
+                    width = gamma.shape[0]
+                    bias = weight[:, -1:] + weight[:, :width] @ beta[:, None]
+                    maps[t] = (torch.cat([weight[:, :width] * gamma, weight[:, width:-1], bias], 1), dd)
+            last = self.layers[-1].norm
+            out = {t: (self.out[t].weight * last[t].weight, self.out[t].bias + self.out[t].weight @ last[t].bias)
+                   for t in EDGE_TYPES}
+            return {"layers": layers, "out": out}
+
+        def forward_feature_major(self, features: dict, active: dict, maps: dict) -> dict:
+            """``forward`` through the layers' ``forward_feature_major``, with the network's
+            ``feature_major_maps()`` given: the compiled forward. Inputs feature-major,
+            ``features[t]`` and ``active[t]`` (M, K_t, B) (``feature_major``: contiguous, so that
+            the loops that read the activity are vectorised along the drops); logits as
+            ``forward``'s, (B, K_t), one piece."""
+            M, B = features["user"].shape[0], features["user"].shape[2]
+            K = {t: f.shape[1] for t, f in features.items()}
             live = live_edge_types(K, M)
-            x = {t: f.permute(1, 2, 0)[None] for t, f in features.items()}           # (1, M, K_t, B)
-            a = {t: v.permute(1, 2, 0) for t, v in active.items()}
-            for layer, held in zip(self.layers, fused):
-                x = layer.forward_feature_major(x, a, held, live)
-            return {t: (torch.mm(self.out[t].weight, x[t].view(x[t].shape[0], -1)).view(M, K[t], B)
-                        + self.out[t].bias).mean(0).t() for t in EDGE_TYPES}
+            x = {t: f[None] for t, f in features.items()}                            # (1, M, K_t, B)
+            for layer, held in zip(self.layers, maps["layers"]):
+                x = layer.forward_feature_major(x, active, held, live)
+            return {t: (torch.mm(maps["out"][t][0], x[t].view(x[t].shape[0], -1)).view(M, K[t], B)
+                        + maps["out"][t][1]).mean(0).t() for t in EDGE_TYPES}
 
     return HeterogeneousGNN()
 
@@ -415,6 +463,12 @@ def live_edge_types(n_terminals: dict[str, int], n_aps: int) -> dict[str, bool]:
     neighbourhood has one member (K_t = 1 along the terminals, M = 1 along the APs)."""
     return {name: not (src == dst and (n_terminals[dst] if axis == "terminal" else n_aps) == 1)
             for dst, ts in EDGE_TYPES.items() for name, src, axis in ts}
+
+
+def feature_major(tensors: dict) -> dict:
+    """Per node type ``(B, M, K_t)`` -> ``(M, K_t, B)``, contiguous: the input layout of
+    ``forward_feature_major``."""
+    return {t: v.permute(1, 2, 0).contiguous() for t, v in tensors.items()}
 
 
 def in_chunks(forward: Callable, features: dict, active: dict, chunk: int) -> dict:
@@ -430,12 +484,13 @@ def in_chunks(forward: Callable, features: dict, active: dict, chunk: int) -> di
 
 def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: int) -> Callable:
     """The forward compiled by inductor for drops of ``(K_u, K_d, M)``: the network's
-    ``forward_feature_major`` with the layers' ``fused()`` maps taken once (constants of the
+    ``forward_feature_major`` with its ``feature_major_maps()`` taken once (constants of the
     compiled graphs), traced and compiled for one drop and for ``chunk`` drops, with no dynamo
     (``compile_graph``; how it compiles, its disk cache and its one-line failure without a C++
-    compiler are there). A batch runs as whole chunks; the drops left over run one at a time when
-    fewer than ``chunk // 2`` (a one-drop call costs about as much as two drops of a chunk), else
-    as one chunk padded with copies of its last drop, whose outputs are dropped (``chunk_plan``).
+    compiler are there). A batch is made feature-major once (``feature_major``) and runs as whole
+    chunks; the drops left over run one at a time when fewer than ``chunk // 2`` (a one-drop call
+    costs about as much as two drops of a chunk), else as one chunk padded with copies of its last
+    drop, whose outputs are dropped (``chunk_plan``).
 
     Threads: the kernels are compiled for one torch thread and always run on one (kernels
     compiled for two OpenMP threads took 35 ms for one drop and were slower in batches too). With
@@ -447,15 +502,15 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     torch = _torch()
     live = live_edge_types({"user": n_users, "device": n_devices}, n_aps)
     with torch.inference_mode():
-        fused = [layer.fused(live) for layer in network.layers]
+        maps = network.feature_major_maps(live)
 
-    def forward(user, device, user_active, device_active) -> tuple:
+    def forward(user, device, user_active, device_active) -> tuple:        # feature-major (M, K_t, B)
         logits = network.forward_feature_major({"user": user, "device": device},
-                                               {"user": user_active, "device": device_active}, fused)
+                                               {"user": user_active, "device": device_active}, maps)
         return logits["user"], logits["device"]
 
     def drops(n: int) -> tuple:
-        shapes = ((n, n_aps, n_users), (n, n_aps, n_devices))
+        shapes = ((n_aps, n_users, n), (n_aps, n_devices, n))
         return (*(torch.zeros(s) for s in shapes), *(torch.ones(s) for s in shapes))
 
     with one_torch_thread():
@@ -463,10 +518,10 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
     pools: dict[tuple, ThreadPoolExecutor] = {}
 
     def run_piece(inputs: tuple, start: int, n: int) -> tuple:
-        piece = [x[start:start + n] for x in inputs]
+        piece = [x[..., start:start + n] for x in inputs]
         if n in graphs:
             return graphs[n](*piece)
-        padded = [torch.cat([x, x[-1:].expand(chunk - n, *x.shape[1:])]) for x in piece]
+        padded = [torch.cat([x, x[..., -1:].expand(*x.shape[:-1], chunk - n)], -1) for x in piece]
         return tuple(y[:n] for y in graphs[chunk](*padded))
 
     def in_pool_thread(inputs: tuple, start: int, n: int) -> tuple:     # a pool thread runs nothing else
@@ -476,8 +531,9 @@ def compile_network(network, n_users: int, n_devices: int, n_aps: int, chunk: in
             return run_piece(inputs, start, n)
 
     def batched(features: dict, active: dict) -> dict:
+        features, active = feature_major(features), feature_major(active)
         inputs = (features["user"], features["device"], active["user"], active["device"])
-        plan = chunk_plan(features["user"].shape[0], chunk)
+        plan = chunk_plan(features["user"].shape[2], chunk)
         threads = torch.get_num_threads()
         with one_torch_thread():
             if threads == 1 or len(plan) == 1:

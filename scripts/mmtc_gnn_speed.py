@@ -14,9 +14,9 @@ largest relative difference of the output powers. ``--compile`` adds each module
 ``compile=true`` (compiled in setup, not timed; its forward is the compiled one, run in the
 solver's chunks; its operations are not counted: inductor's kernels bypass the dispatcher).
 Medians over the repeats (each repeat: 30 single-drop calls, one batch call). Last, the floor
-of the current forward: its twelve fused linear maps (one matrix product per layer and node
-type, which hold almost all of its arithmetic) timed alone at the forward's shapes and chunks,
-best of the repeats.
+of the current forward, eager and compiled: its matrix products (one per layer and node type,
+which hold almost all of its arithmetic) timed alone at the forward's shapes and chunks, best of
+the repeats.
 """
 
 from __future__ import annotations
@@ -68,14 +68,27 @@ def seconds(fn, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def linear_maps_floor(network, features: dict, drops: int, repeats: int) -> tuple[float, float]:
-    """Seconds per drop of the forward's fused linear maps alone (one ``mm`` per layer and node
-    type, the shapes of ``drops`` drops of the scenario, in the forward's chunks), and their
-    MFLOP per drop: what no rearrangement of the other operations can go below in float32."""
+def linear_maps(network, features: dict) -> dict[str, tuple[list, int]]:
+    """The matrix products of each form of the forward, per layer and node type, as ``(node
+    type, weight)``, and its chunk in drops: the eager forward's ``fused()`` maps (chunks of about
+    ``CHUNK_NODES`` line-graph nodes) and the compiled forward's ``feature_major_maps()`` (chunks
+    of ``COMPILED_CHUNK_DROPS``; its first layer, three columns, is not a matrix product)."""
     M, K = features["user"].shape[1], {t: f.shape[2] for t, f in features.items()}
     live = {name: True for types in mmtc_gnn.EDGE_TYPES.values() for name, _, _ in types}
-    weights = [(t, layer.fused(live)[t][0]) for layer in network.layers for t in mmtc_gnn.EDGE_TYPES]
-    chunk = max(1, min(drops, mmtc_gnn.CHUNK_NODES // (M * sum(K.values()))))
+    eager = [(t, layer.fused(live)[t][0]) for layer in network.layers for t in mmtc_gnn.EDGE_TYPES]
+    maps = network.feature_major_maps(live)["layers"]
+    compiled = [(t, layer[t][0]) for layer in maps for t in mmtc_gnn.EDGE_TYPES if layer[t][0].shape[1] > 3]
+    return {"eager": (eager, max(1, mmtc_gnn.CHUNK_NODES // (M * sum(K.values())))),
+            "compile=true": (compiled, mmtc_gnn.COMPILED_CHUNK_DROPS)}
+
+
+def linear_maps_floor(weights: list, chunk: int, features: dict, drops: int, repeats: int) -> tuple[float, float]:
+    """Seconds per drop of the matrix products ``weights`` (from ``linear_maps``) alone at the
+    shapes of ``drops`` drops of the scenario, in chunks of ``chunk`` drops, best of ``repeats``,
+    and their MFLOP per drop: what no rearrangement of the other operations can go below in
+    float32."""
+    M, K = features["user"].shape[1], {t: f.shape[2] for t, f in features.items()}
+    chunk = max(1, min(drops, chunk))
     inputs = [(torch.randn(chunk * M * K[t], w.shape[1]), w) for t, w in weights]
     n_chunks = -(-drops // chunk)
     best = float("inf")
@@ -135,8 +148,11 @@ def main() -> None:
                 times[label, "solveB"].append(seconds(lambda: solver.solve(batch), 1) / args.batch)
         powers = {label: solver.solve(batch) for label, (solver, _) in cases.items()}
         solver, inputs = cases["current"]
-        floor_1, mflop = linear_maps_floor(solver.network, inputs["1"][0], 1, 30 * args.repeats)
-        floor_b, _ = linear_maps_floor(solver.network, inputs["1"][0], args.batch, args.repeats)
+        floors = {}
+        for form, (weights, chunk) in linear_maps(solver.network, inputs["1"][0]).items():
+            floor_1, mflop = linear_maps_floor(weights, chunk, inputs["1"][0], 1, 30 * args.repeats)
+            floor_b, _ = linear_maps_floor(weights, chunk, inputs["1"][0], args.batch, args.repeats)
+            floors[form] = (floor_1, floor_b, mflop)
     print(f"het-gnn, scenario {args.scenario}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), inference_mode, "
           f"{os.cpu_count()} cores, load average before {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
@@ -150,8 +166,9 @@ def main() -> None:
         print(f"| {label} | {calls[label]} | {ms['fwd1']:.2f} ms | {ms['fwdB']:.3f} ms | "
               f"{ms['solve1']:.2f} ms | {ms['solveB']:.3f} ms |")
     print()
-    print(f"the current forward's fused linear maps alone (float32 GEMM, {mflop:.1f} MFLOP per drop, best of the "
-          f"repeats): {floor_1 * 1e3:.3f} ms for 1 drop, {floor_b * 1e3:.3f} ms per drop in {args.batch}")
+    for form, (floor_1, floor_b, mflop) in floors.items():
+        print(f"the current forward's matrix products alone, {form} (float32 GEMM, {mflop:.1f} MFLOP per drop, best "
+              f"of the repeats): {floor_1 * 1e3:.3f} ms for 1 drop, {floor_b * 1e3:.3f} ms per drop in {args.batch}")
     for label in powers:
         if label != "current":
             diff = max(float(np.max(np.abs(powers[label][k] / powers["current"][k] - 1))) for k in powers["current"])

@@ -203,9 +203,10 @@ def test_feature_major_forward_is_the_forward(scenario):
             fd, ad = ({t: v.to(dtype) for t, v in d.items()} for d in (f, a))
             f1, a1 = ({t: v[one] for t, v in d.items()} for d in (fd, ad))
             with torch.inference_mode():
-                fused = [layer.fused(live) for layer in n.layers]
-                runs[dtype] = {("eager", "batch"): n(fd, ad), ("feature-major", "batch"): n.forward_feature_major(fd, ad, fused),
-                               ("eager", "one"): n(f1, a1), ("feature-major", "one"): n.forward_feature_major(f1, a1, fused)}
+                maps = n.feature_major_maps(live)
+                major = {label: [gnn.feature_major(d) for d in pair] for label, pair in (("batch", (fd, ad)), ("one", (f1, a1)))}
+                runs[dtype] = {("eager", "batch"): n(fd, ad), ("feature-major", "batch"): n.forward_feature_major(*major["batch"], maps),
+                               ("eager", "one"): n(f1, a1), ("feature-major", "one"): n.forward_feature_major(*major["one"], maps)}
         truth = {"batch": runs[torch.float64]["eager", "batch"], "one": {t: v[one] for t, v in runs[torch.float64]["eager", "batch"].items()}}
         for (form, label), got in runs[torch.float64].items():
             for t in got:
