@@ -59,16 +59,16 @@ network would otherwise spend epochs walking down from half the budget to the
 optimum's microwatts). The epoch with the best validation score (the loss
 without the multiplier's drift) is kept.
 
-Inference. Eager by default (the layer's folded form, ``Layer``). Option ``compile=true``
-runs the network compiled by inductor (``compile_network``) in a feature-major layout,
-``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix
-product over all nodes and drops, without the rows of known value (``Layer.feature_major_maps``)
-and with the layer norms' affine parts folded in, and each attention a broadcast sum over a
-leading axis, which inductor turns into loops vectorised along the drops (the terminals for one
-drop) and fuses with the softmax and the layer norm. Compiled in ``setup`` for the scenario's
-sizes, one drop and ``COMPILED_CHUNK_DROPS`` drops, for one thread; on ``n`` torch threads a
-batch's chunks run on ``n`` threads at once. The same logits to float32 rounding (``results/latency/het_gnn_compile.md``
-gives the speed).
+Inference. Eager by default (the layer's folded form, ``Layer``). Option ``compile=true`` runs
+the network compiled by inductor (``compile_network``) in a feature-major layout,
+``(width, M, K, drops)`` (``Layer.forward_feature_major``): the linear map is one matrix product
+over all nodes and drops, without the rows of known value (``Layer.feature_major_maps``) and
+with the layer norms' affine parts folded in, and each attention a broadcast sum over a leading axis,
+which inductor turns into loops vectorised along the drops (the terminals for one drop) and
+fuses with the softmax and the layer norm. Compiled in ``setup`` for the scenario's sizes, one
+drop and ``COMPILED_CHUNK_DROPS`` drops, for one thread; on ``n`` torch threads a batch's chunks
+run on ``n`` threads at once. The same logits to float32 rounding
+(``results/latency/het_gnn_compile.md`` gives the speed).
 
 Data: ``cfbench dataset --problem mmtc --labels opc-fast ...`` (format in
 :mod:`cfbench.dataset`); split 80/10/10 in stream order (the last 10 % is the

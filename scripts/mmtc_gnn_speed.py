@@ -1,8 +1,7 @@
-"""het-gnn inference speed: ms per drop one at a time and in a batch, forward only and
-through the solver's ``solve`` (inputs and readout included), under
-``torch.inference_mode()`` on ``--threads`` torch threads (default one: the eager forward's
-operations use them; the compiled forward runs a batch's chunks on that many threads at once,
-each on one); also the number of
+"""het-gnn inference speed: ms per drop one at a time and in a batch, forward only and through the
+solver's ``solve`` (inputs and readout included), under ``torch.inference_mode()`` on
+``--threads`` torch threads (default one: the eager forward's operations use them; the compiled
+forward runs a batch's chunks on that many threads at once, each on one); also the number of
 tensor operations per forward (of one drop; the count does not depend on the batch).
 
     python scripts/mmtc_gnn_speed.py [--reference OLD_MODULE.py] [--compile] [--threads 1] [--batch 256] [--repeats 5]
